@@ -1,0 +1,52 @@
+"""Noise sampling: the noise-prone regions of an image (SPEC section 2). Pure functions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NoiseRegion:
+    """A kept grid region: its grid position, pixel box (y0, x0, y1, x1), variance and mean."""
+
+    row: int
+    col: int
+    box: tuple[int, int, int, int]
+    var: float
+    mean: float
+
+
+def grid_boxes(height: int, width: int, grid: int) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+    """All ``grid x grid`` regions of ``floor(h/g) x floor(w/g)`` pixels as (row, col, box)."""
+    rh, rw = height // grid, width // grid
+    if rh < 1 or rw < 1:
+        raise ValueError(f"a {grid}x{grid} grid does not fit a {height}x{width} image")
+    return [
+        (r, c, (r * rh, c * rw, (r + 1) * rh, (c + 1) * rw)) for r in range(grid) for c in range(grid)
+    ]
+
+
+def noise_prone_regions(
+    gray: np.ndarray, mask: np.ndarray, grid: int = 8, max_var: float = 50.0, max_mean: float = 255.0
+) -> list[NoiseRegion]:
+    """Regions with ``0 < var < max_var``, ``0 < mean < max_mean`` and no target pixel.
+
+    ``gray`` is float (H, W) 0..255; ``mask`` (H, W) with target pixels > 0. Variance is the
+    population variance (ddof 0), computed in float64.
+    """
+    kept = []
+    for row, col, (y0, x0, y1, x1) in grid_boxes(*gray.shape, grid):
+        if (mask[y0:y1, x0:x1] > 0).any():
+            continue
+        region = gray[y0:y1, x0:x1].astype(np.float64)
+        var, mean = float(region.var()), float(region.mean())
+        if 0 < var < max_var and 0 < mean < max_mean:
+            kept.append(NoiseRegion(row, col, (y0, x0, y1, x1), var, mean))
+    return kept
+
+
+def crop(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The float32 patch of ``gray`` inside ``box`` (y0, x0, y1, x1)."""
+    y0, x0, y1, x1 = box
+    return np.ascontiguousarray(gray[y0:y1, x0:x1], dtype=np.float32)

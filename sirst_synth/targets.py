@@ -1,0 +1,35 @@
+"""Targets: 8-connected components of ``mask > 0`` and their rounded centroids (SPEC section 1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: its component label (1, 2, ... in label order), centre (row, col) and area."""
+
+    label: int
+    cy: int
+    cx: int
+    area: int
+
+
+def find_targets(mask: np.ndarray) -> list[Target]:
+    """Targets of a (H, W) mask, in OpenCV's label order (raster order of first pixel).
+
+    The centre is the component's centroid rounded half up to the nearest pixel.
+    """
+    binary = (mask > 0).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    return [
+        Target(
+            label=label,
+            cy=int(np.floor(centroids[label, 1] + 0.5)),
+            cx=int(np.floor(centroids[label, 0] + 0.5)),
+            area=int(stats[label, cv2.CC_STAT_AREA]),
+        )
+        for label in range(1, n)
+    ]
