@@ -10,6 +10,8 @@ This is the one reader of that layout: the build, the stage commands and the tra
 """
 from __future__ import annotations
 
+from sirst_synth.errors import SirstSynthError
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ MANIFEST_NAME = "manifest.csv"
 INFO_NAME = "sirst-synth.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(SirstSynthError):
     """The dataset's layout or split lists are not usable."""
 
 

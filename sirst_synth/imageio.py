@@ -6,6 +6,8 @@ refuse 16-bit or float data with a clear message. Writing goes through OpenCV's 
 """
 from __future__ import annotations
 
+from sirst_synth.errors import SirstSynthError
+
 import hashlib
 import os
 from pathlib import Path
@@ -21,7 +23,7 @@ _GRAY_MODES = {"L", "LA", "1"}
 _COLOUR_MODES = {"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 
 
-class ImageError(ValueError):
+class ImageError(SirstSynthError):
     """A file that is not a readable 8-bit image."""
 
 

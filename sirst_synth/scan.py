@@ -1,0 +1,156 @@
+"""Validating a source dataset before anything is written, and sampling noise in the same pass.
+
+Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
+size. The worker returns a small record (size, channels, targets, file hashes) and, for train
+images when asked, the noise-prone patches of that image (SPEC section 2).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sirst_synth import imageio
+from sirst_synth.dataset import Dataset
+from sirst_synth.noise import NoiseRegion, crop, noise_prone_regions
+from sirst_synth.noisebank import NoiseBankWriter
+from sirst_synth.parallel import run_jobs
+from sirst_synth.targets import find_targets
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    """Thresholds of noise sampling (SPEC section 2)."""
+
+    grid: int = 8
+    max_var: float = 50.0
+    max_mean: float = 255.0
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What the plan needs to know of one valid source image."""
+
+    id: str
+    part: str
+    height: int
+    width: int
+    channels: int
+    targets: int
+    sha256_image: str
+    sha256_mask: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A bad source id and what is wrong with it."""
+
+    id: str
+    part: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.part} id {self.id!r}: {self.message}"
+
+
+@dataclass
+class ScanResult:
+    """Valid records per part, in split order, and the problems found."""
+
+    records: dict[str, list[SourceRecord]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every valid id with its part and file hashes, in split order."""
+        h = hashlib.sha256()
+        for part in sorted(self.records):
+            for r in self.records[part]:
+                h.update(f"{part}\t{r.id}\t{r.sha256_image}\t{r.sha256_mask}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _ScanJob:
+    id: str
+    part: str
+    sample: bool
+
+
+_Outcome = tuple["SourceRecord | None", "Problem | None", list[NoiseRegion], list[np.ndarray]]
+
+
+def id_problem(id_: str) -> str | None:
+    """Why ``id_`` cannot name a file inside images/ and masks/, or None when it can."""
+    if not id_ or id_ in (".", "..") or any(c in id_ for c in "/\\\0"):
+        return "not a plain file name"
+    return None
+
+
+def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
+    bad = id_problem(job.id)
+    if bad:
+        return None, Problem(job.id, job.part, bad), [], []
+    try:
+        image_bytes = imageio.read_bytes(ds.image_path(job.id))
+        image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
+        mask_bytes = imageio.read_bytes(ds.mask_path(job.id))
+        mask = imageio.mask_from_image(imageio.decode_image(mask_bytes, f"mask {ds.mask_path(job.id)}"))
+    except imageio.ImageError as exc:
+        return None, Problem(job.id, job.part, str(exc)), [], []
+    (h, w), (mh, mw) = image.shape[:2], mask.shape
+    if (h, w) != (mh, mw):
+        return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
+    record = SourceRecord(
+        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
+        imageio.sha256(image_bytes), imageio.sha256(mask_bytes),
+    )
+    if not job.sample:
+        return record, None, [], []
+    gray = imageio.to_gray(image)
+    try:
+        regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
+    except ValueError as exc:
+        return None, Problem(job.id, job.part, str(exc)), [], []
+    return record, None, regions, [crop(gray, r.box) for r in regions]
+
+
+def duplicate_problems(ds: Dataset, ids: dict[str, list[str]]) -> list[Problem]:
+    """Ids listed twice in a part, or in both train and test (leakage)."""
+    problems = []
+    for part, part_ids in ids.items():
+        for id_, n in Counter(part_ids).items():
+            if n > 1:
+                problems.append(Problem(id_, part, f"listed {n} times in {ds.split_file(part)}"))
+    if "train" in ids and "test" in ids:
+        for id_ in sorted(set(ids["train"]) & set(ids["test"])):
+            problems.append(Problem(id_, "train", "also listed in the test split (test leakage)"))
+    return problems
+
+
+def scan(
+    ds: Dataset,
+    parts: tuple[str, ...],
+    n_jobs: int,
+    progress: bool,
+    noise: NoiseParams | None = None,
+    bank: NoiseBankWriter | None = None,
+) -> ScanResult:
+    """Validate every id of ``parts``; with ``bank``, sample noise from the train images into it."""
+    ids = {part: ds.ids(part) for part in parts}
+    result = ScanResult(problems=duplicate_problems(ds, ids))
+    result.problems += [Problem("-", p, f"{ds.split_file(p)} lists no id") for p in parts if not ids[p]]
+    if result.problems:
+        return result
+    jobs = [_ScanJob(i, part, bank is not None and part == "train") for part in parts for i in ids[part]]
+    result.records = {part: [] for part in parts}
+    outcomes = run_jobs(_scan_one, jobs, n_jobs, "checking sources", progress, ds, noise or NoiseParams())
+    for job, (record, problem, regions, patches) in zip(jobs, outcomes):
+        if problem is not None:
+            result.problems.append(problem)
+            continue
+        result.records[job.part].append(record)
+        if job.sample:
+            bank.add(job.id, regions, patches)
+    return result

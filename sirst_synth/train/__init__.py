@@ -1,0 +1,5 @@
+"""The reference trainer and scorer (SPEC section 8): model, loss, data, training loop, CLI.
+
+Importing this package does not import torch; its submodules ``model``, ``loss``, ``data``,
+``predict``, ``checkpoint`` and ``loop`` do.
+"""

@@ -1,0 +1,63 @@
+"""Inference on whole images of any size: normalise, pad to a multiple of 32, crop back."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from sirst_synth.dataset import Dataset, DatasetError
+from sirst_synth.metrics import Scores, from_logits
+from sirst_synth.train.augment import pad_to_multiple
+
+#: test images are padded (bottom, right, with the mean) to a multiple of this.
+PAD_MULTIPLE = 32
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, ds: Dataset, ids: Sequence[str], mean: float, std: float,
+    device: torch.device, batch_size: int = 8,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(id, boolean prediction (H, W))`` for each id, in order (sigmoid > 0.5).
+
+    Consecutive images of the same padded size are run together, up to ``batch_size``.
+    """
+    was_training = model.training
+    model.eval()
+    amp = device.type == "cuda"
+    pending: list[tuple[str, tuple[int, int], np.ndarray]] = []
+
+    def flush() -> Iterator[tuple[str, np.ndarray]]:
+        batch = torch.from_numpy(np.stack([p[2] for p in pending]))[:, None].to(device)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            logits = model(batch).float().cpu().numpy()[:, 0]
+        for (id_, (h, w), _), out in zip(pending, logits):
+            yield id_, from_logits(out[:h, :w])
+        pending.clear()
+
+    try:
+        for id_ in ids:
+            gray = (ds.read_gray(id_) - mean) / std
+            padded = pad_to_multiple(gray.astype(np.float32), PAD_MULTIPLE)
+            if pending and (padded.shape != pending[0][2].shape or len(pending) == batch_size):
+                yield from flush()
+            pending.append((id_, gray.shape, padded))
+        if pending:
+            yield from flush()
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: torch.nn.Module, ds: Dataset, ids: Sequence[str], mean: float, std: float,
+    device: torch.device, batch_size: int = 8,
+) -> dict[str, float | int]:
+    """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.metrics`)."""
+    scores = Scores()
+    for id_, pred in predict(model, ds, ids, mean, std, device, batch_size):
+        try:
+            scores.update(pred, ds.read_mask(id_) > 0)
+        except ValueError as exc:
+            raise DatasetError(f"{id_}: {exc}") from None
+    return scores.result()
