@@ -1,0 +1,42 @@
+"""Independent re-implementations used by the tests to check outputs (not the package's code)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+def read(path: Path) -> np.ndarray:
+    """Pixels as stored, RGBA/P/LA converted the obvious way."""
+    im = Image.open(path)
+    if im.mode in ("RGBA", "P", "PA"):
+        im = im.convert("RGB")
+    elif im.mode == "LA":
+        im = im.convert("L")
+    return np.asarray(im)
+
+
+def manifest(root: Path) -> list[dict[str, str]]:
+    with open(root / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def ids(root: Path, split: str, part: str) -> list[str]:
+    return [l.strip() for l in (root / split / f"{part}.txt").read_text().splitlines() if l.strip()]
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    if (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all():
+        return image[..., 0].astype(np.float64)
+    return 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
+
+
+def centroids(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Rounded (cy, cx) of the 8-connected components, in label order."""
+    n, _, _, c = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    return [(int(np.floor(c[i, 1] + 0.5)), int(np.floor(c[i, 0] + 0.5))) for i in range(1, n)]
