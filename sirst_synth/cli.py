@@ -68,7 +68,8 @@ def _summary(text: str) -> None:
 def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Synthesise SIRST training data: noise sampling, Noise2Noise displacement, negatives."""
     ctx.obj = Settings(verbose, quiet)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 # -- shared options ---------------------------------------------------------------------------

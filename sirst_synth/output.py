@@ -26,9 +26,11 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def prepare_output(out: Path, src: Path, split: str, force: bool) -> None:
-    """Create ``out`` with images/ and masks/; refuse the source (or a folder inside it) and a
-    non-empty folder unless ``force``, which clears what a previous build wrote there."""
+def check_output(out: Path, src: Path, force: bool) -> None:
+    """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``.
+
+    Writes nothing, so commands call it before reading their sources.
+    """
     out_r, src_r = out.resolve(), src.resolve()
     if _inside(out_r, src_r):
         raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
@@ -39,12 +41,18 @@ def prepare_output(out: Path, src: Path, split: str, force: bool) -> None:
             raise OutputError(f"{out}: output folder is not empty; use --force to replace its contents")
         if _inside(src_r, out_r):
             raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
-        for name in ("images", "masks", split, MANIFEST_NAME, INFO_NAME):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+
+
+def prepare_output(out: Path, src: Path, split: str, force: bool) -> None:
+    """Check ``out`` again, clear what a previous build wrote there (with ``force``), and create
+    images/ and masks/."""
+    check_output(out, src, force)
+    for name in ("images", "masks", split, MANIFEST_NAME, INFO_NAME):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sirst_synth.errors import SirstSynthError
 
+import logging
 import shutil
 import tempfile
 import time
@@ -21,10 +22,12 @@ from sirst_synth.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs,
 from sirst_synth.manifest import Row, new_row, original_row
 from sirst_synth.negatives import check_window_size
 from sirst_synth.noisebank import NoiseBank, NoiseBankWriter
-from sirst_synth.output import count_kinds, finish_output, prepare_output
+from sirst_synth.output import check_output, count_kinds, finish_output, prepare_output
 from sirst_synth.parallel import run_jobs
 from sirst_synth.plan import NoiseDrawer, PlanError, displaced_id, next_batch, plan_units
 from sirst_synth.scan import NoiseParams, Problem, ScanResult, scan
+
+log = logging.getLogger(__name__)
 
 
 class SourceProblems(SirstSynthError):
@@ -138,6 +141,7 @@ def displace_dataset(
     """Copy ``ds`` to ``out`` and add ``rounds`` displaced versions of every train image."""
     start = time.perf_counter()
     _check_params(alpha=alpha, fit=fit)
+    check_output(out, ds.root, opts.force)
     if rounds < 1:
         raise PlanError(f"--rounds must be >= 1, got {rounds}")
     with NoiseBank(bank_path) as bank:
@@ -166,6 +170,7 @@ def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: R
     """Copy ``ds`` to ``out`` and add the distinct negatives of its train images of ``kinds``."""
     start = time.perf_counter()
     kinds = tuple(kinds)
+    check_output(out, ds.root, opts.force)
     result = scan(ds, ("train", "test"), opts.n_jobs, opts.progress)
     skipped = _check_sources(result, opts)
     _check_params(s=s, records=result.records["train"])
@@ -192,6 +197,7 @@ def build(
     """The whole SIRST-5K build: noise bank, rounds of displacement + negatives, cut to ``total``."""
     start = time.perf_counter()
     _check_params(alpha=alpha, fit=fit)
+    check_output(out, ds.root, opts.force)
     workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
     try:
         bank_path = workdir / "noise.h5"
@@ -204,6 +210,7 @@ def build(
         except BaseException:
             writer.abort()
             raise
+        log.info("noise bank: %d patches from %d of %d train images", len(writer), writer.images_with_patches, writer.images)
         train = result.records["train"]
         _check_params(s=s, records=train)
         if total < len(train):
@@ -232,6 +239,7 @@ def _build_units(train, bank_path: Path, place: Place, alpha: float, s: int, nee
     rows: list[Row] = []
     while len(rows) < needed:
         batch = next_batch(units, max_sizes, needed - len(rows))
+        log.info("batch of %d units from round %d for %d images still needed", len(batch), batch[0][0], needed - len(rows))
         jobs = []
         for round_, id_ in batch:
             idx = drawer.draw(id_, round_)
