@@ -1,7 +1,7 @@
 """Inference on whole images of any size: normalise, pad to a multiple of 32, crop back."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,10 +52,16 @@ def predict(
 def evaluate(
     model: torch.nn.Module, ds: Dataset, ids: Sequence[str], mean: float, std: float,
     device: torch.device, batch_size: int = 8,
+    on_prediction: Callable[[str, np.ndarray], None] | None = None,
 ) -> dict[str, float | int]:
-    """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.metrics`)."""
+    """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.metrics`).
+
+    ``on_prediction(id, mask)``, when given, receives each boolean prediction (e.g. to save it).
+    """
     scores = Scores()
     for id_, pred in predict(model, ds, ids, mean, std, device, batch_size):
+        if on_prediction is not None:
+            on_prediction(id_, pred)
         try:
             scores.update(pred, ds.read_mask(id_) > 0)
         except ValueError as exc:
