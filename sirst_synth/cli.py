@@ -49,7 +49,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             for line in [str(p) for p in problems] if problems else [str(exc)]:
                 click.echo(f"error: {line}", err=True)
             if problems:
-                click.echo(f"error: {len(problems)} bad source id(s); fix them or pass --skip-invalid", err=True)
+                click.echo(f"error: {len(problems)} bad source id(s); {exc.hint}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -84,12 +84,18 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 0:
+        raise click.BadParameter("0 workers; use N > 0, or -1 for all cores (-2: all but one)")
+    return value
+
+
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """-j, --skip-invalid, --force."""
-    fn = click.option("--force", is_flag=True, help="Replace the contents of a non-empty output folder.")(fn)
+    fn = click.option("--force", is_flag=True, help="Replace an existing output (its files written by this tool).")(fn)
     fn = click.option("--skip-invalid", is_flag=True,
                       help="Leave out bad source ids (recorded in sirst-synth.json) instead of stopping.")(fn)
-    fn = click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int,
+    fn = click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=_jobs,
                       help="Worker processes (-1: all cores). Outputs do not depend on it.")(fn)
     return fn
 
@@ -132,16 +138,15 @@ def _counts_line(command: str, s: dict) -> str:
 @source_options
 @noise_options
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Noise bank file (HDF5).")
-@click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, help="Worker processes (-1: all cores).")
-@click.option("--skip-invalid", is_flag=True, help="Leave out bad source ids instead of stopping.")
+@run_options
 @friendly_errors
-def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean, out, n_jobs, skip_invalid):
+def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean, out, n_jobs, skip_invalid, force):
     """Cut noise-prone regions of the train images into a noise bank (HDF5)."""
     from sirst_synth.pipeline import sample_noise
     from sirst_synth.scan import NoiseParams
 
     ds = _open(src, split, train_list, test_list)
-    s = sample_noise(ds, out, NoiseParams(grid, max_var, max_mean), _opts(n_jobs, skip_invalid, False))
+    s = sample_noise(ds, out, NoiseParams(grid, max_var, max_mean), _opts(n_jobs, skip_invalid, force))
     _summary(f"sample-noise: {s['patches']} patches from {s['images_with_patches']} of {s['images']} train images"
              f"{', %d skipped' % s['skipped'] if s['skipped'] else ''} -> {out} in {s['seconds']:.1f} s")
 
@@ -169,9 +174,10 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
 @main.command("negaug")
 @source_options
 @click.option("--s", "s", default=3, show_default=True, type=int, help="Window side (odd) rotated around each target.")
-@click.option("--only", "kinds", multiple=True, default=("original", "displaced", "negative"), show_default=True,
-              type=click.Choice(["original", "displaced", "negative"]),
-              help="Negate only train images of this kind (repeatable; kind from the manifest, 'original' without one).")
+@click.option("--only", "kinds", multiple=True, default=("original", "displaced"), show_default=True,
+              type=click.Choice(["original", "displaced"]),
+              help="Negate only train images of this kind (repeatable; kind from the manifest, 'original' "
+                   "without one). Negatives are never negated again: rotating back would repeat an image.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @run_options
 @friendly_errors

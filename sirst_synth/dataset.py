@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth import imageio
+from sirst_synth.manifest import COLUMNS
 
 PARTS = ("train", "test")
 MANIFEST_NAME = "manifest.csv"
@@ -32,9 +33,11 @@ class DatasetError(SirstSynthError):
 def read_id_list(path: Path) -> list[str]:
     """Read a split list: one id per line, blank lines ignored, LF or CRLF, no final newline needed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DatasetError(f"{path}: split file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -87,8 +90,11 @@ class Dataset:
         """Manifest rows by id, or None for a dataset without ``manifest.csv`` (a source)."""
         if not self.manifest_path.exists():
             return None
-        with open(self.manifest_path, newline="", encoding="utf-8") as fh:
-            return {row["id"]: row for row in csv.DictReader(fh)}
+        with open(self.manifest_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if "id" not in (reader.fieldnames or ()):
+                raise DatasetError(f"{self.manifest_path}: no 'id' column")
+            return {row["id"]: {c: row.get(c) or "" for c in COLUMNS} for row in reader}
 
     def groups(self) -> dict[str, str] | None:
         """id -> group (the id of the group's k = 0 image), or None without a manifest."""

@@ -14,7 +14,6 @@ COLUMNS = (
     "target", "cy", "cx", "s", "k",
     "sha256_image", "sha256_mask",
 )
-KINDS = ("original", "displaced", "negative")
 
 Row = dict[str, str]
 

@@ -118,6 +118,16 @@ class NoiseBank:
     def __len__(self) -> int:
         return len(self.offset)
 
+    def describe(self) -> dict:
+        """Path, content hash, patch count and sampling thresholds, for a dataset's record."""
+        import hashlib
+
+        with open(self.path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        keep = ("grid", "max_var", "max_mean", "split", "source")
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in self.attrs.items() if k in keep}
+        return {"path": str(self.path.resolve()), "sha256": digest, "patches": len(self), **attrs}
+
     def patch(self, index: int) -> np.ndarray:
         """The float32 (h, w) gray patch number ``index``."""
         h, w = (int(v) for v in self.shape[index])

@@ -43,6 +43,18 @@ def check_output(out: Path, src: Path, force: bool) -> None:
             raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
 
 
+def check_output_file(out: Path, src: Path, force: bool) -> None:
+    """Refuse a file output inside the source, a folder, and an existing file unless ``force``;
+    create its parent folder."""
+    if _inside(out.resolve(), src.resolve()):
+        raise OutputError(f"{out}: output file is inside the source ({src}); choose another -o")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name such as noise.h5")
+    if out.exists() and not force:
+        raise OutputError(f"{out}: exists; use --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
 def prepare_output(out: Path, src: Path, split: str, force: bool) -> None:
     """Check ``out`` again, clear what a previous build wrote there (with ``force``), and create
     images/ and masks/."""

@@ -22,9 +22,11 @@ from sirst_synth.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs,
 from sirst_synth.manifest import Row, new_row, original_row
 from sirst_synth.negatives import check_window_size
 from sirst_synth.noisebank import NoiseBank, NoiseBankWriter
-from sirst_synth.output import check_output, count_kinds, finish_output, prepare_output
+from sirst_synth.output import check_output, check_output_file, count_kinds, finish_output, prepare_output
 from sirst_synth.parallel import run_jobs
-from sirst_synth.plan import NoiseDrawer, PlanError, displaced_id, next_batch, plan_units
+from sirst_synth.plan import (
+    NoiseDrawer, PlanError, check_new_ids, displaced_id, negative_ids, next_batch, plan_units,
+)
 from sirst_synth.scan import NoiseParams, Problem, ScanResult, scan
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 class SourceProblems(SirstSynthError):
     """Bad source ids, one line each."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], skippable: bool = True):
         self.problems = problems
+        self.hint = "fix them or pass --skip-invalid" if skippable else "fix the split lists"
         super().__init__("\n".join(str(p) for p in problems))
 
 
@@ -51,7 +54,9 @@ class RunOptions:
 def _check_sources(result: ScanResult, opts: RunOptions) -> list[dict]:
     """Raise on problems unless they may be skipped; return the skipped ids for the record."""
     if result.problems and (not opts.skip_invalid or not result.records):
-        raise SourceProblems(result.problems)
+        raise SourceProblems(result.problems, skippable=bool(result.records))
+    if not result.records["train"]:
+        raise PlanError(f"no valid train image left after skipping {len(result.problems)} bad id(s)")
     return [{"id": p.id, "split": p.part, "problem": p.message} for p in result.problems]
 
 
@@ -60,6 +65,8 @@ def _check_params(alpha: float | None = None, s: int | None = None, fit: str | N
         raise PlanError(f"--alpha must be in [0, 1], got {alpha}")
     if fit is not None and fit not in FITS:
         raise PlanError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if s is not None and (s < 1 or s % 2 == 0):
+        raise PlanError(f"--s must be odd and >= 1, got {s}")
     if s is not None:
         for r in records:
             try:
@@ -100,6 +107,7 @@ def _source_info(ds: Dataset, result: ScanResult, skipped: list[dict]) -> dict:
 def sample_noise(ds: Dataset, out: Path, noise: NoiseParams, opts: RunOptions) -> dict:
     """Write the noise bank of the train images of ``ds`` to ``out`` (an HDF5 file)."""
     start = time.perf_counter()
+    check_output_file(out, ds.root, opts.force)
     attrs = {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean,
              "split": ds.split, "source": str(ds.root.resolve())}
     writer = NoiseBankWriter(out, attrs)
@@ -145,10 +153,11 @@ def displace_dataset(
     if rounds < 1:
         raise PlanError(f"--rounds must be >= 1, got {rounds}")
     with NoiseBank(bank_path) as bank:
-        sources, grid = bank.source_id, bank.grid
+        sources, grid, bank_info = bank.source_id, bank.grid, bank.describe()
     result = scan(ds, ("train", "test"), opts.n_jobs, opts.progress)
     skipped = _check_sources(result, opts)
     manifest = ds.manifest() or {}
+    check_new_ids(_all_ids(result), (displaced_id(r.id, k) for r in result.records["train"] for k in range(rounds)))
     drawer = NoiseDrawer(sources, seed)
     units = []
     for r in range(rounds):
@@ -162,7 +171,7 @@ def displace_dataset(
     copies = _run_copies(_copy_jobs(ds, result), place, opts)
     generated = [row for rows in run_jobs(run_unit, units, opts.n_jobs, "displacing", opts.progress, place) for row in rows]
     rows = _ordered(copies, result, "train") + generated + _ordered(copies, result, "test")
-    params = {"alpha": alpha, "rounds": rounds, "fit": fit, "seed": seed, "noise_bank": str(Path(bank_path).resolve())}
+    params = {"alpha": alpha, "rounds": rounds, "fit": fit, "seed": seed, "noise_bank": bank_info}
     return _finish(out, ds, result, skipped, rows, "displace", params, start)
 
 
@@ -178,8 +187,10 @@ def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: R
     units = []
     for rec in result.records["train"]:
         row = manifest.get(rec.id)
-        if (row["kind"] if row else "original") in kinds:
+        if ((row or {}).get("kind") or "original") in kinds:
             units.append(UnitJob(rec.id, rec.id, _inherited(row, rec.id), s=s))
+    targets = {r.id: r.targets for r in result.records["train"]}
+    check_new_ids(_all_ids(result), (i for u in units for i in negative_ids(u.input_id, targets[u.input_id])))
     prepare_output(out, ds.root, ds.split, opts.force)
     place = Place(ds, out)
     copies = _run_copies(_copy_jobs(ds, result), place, opts)
@@ -215,6 +226,7 @@ def build(
         _check_params(s=s, records=train)
         if total < len(train):
             raise PlanError(f"--total {total} is smaller than the {len(train)} original training images")
+        _check_build_plan(result, bank_path, total - len(train), seed)
         prepare_output(out, ds.root, ds.split, opts.force)
         place = Place(ds, out, str(bank_path))
         copies = _run_copies(_copy_jobs(ds, result), place, opts)
@@ -226,6 +238,24 @@ def build(
               "max_var": noise.max_var, "max_mean": noise.max_mean, "fit": fit}
     summary = _finish(out, ds, result, skipped, rows, "build", params, start)
     return summary
+
+
+def _all_ids(result: ScanResult) -> set[str]:
+    return {r.id for records in result.records.values() for r in records}
+
+
+def _check_build_plan(result: ScanResult, bank_path: Path, needed: int, seed: int) -> None:
+    """Before anything is written: enough patches for the rounds needed, no id clash.
+
+    Every unit yields at least one image, so ``ceil(needed / train images)`` rounds suffice.
+    """
+    train = result.records["train"]
+    rounds = -(-needed // len(train))
+    with NoiseBank(bank_path) as bank:
+        NoiseDrawer(bank.source_id, seed).check_capacity([r.id for r in train], rounds)
+    new = (i for k in range(rounds) for r in train
+           for i in (displaced_id(r.id, k), *negative_ids(displaced_id(r.id, k), r.targets)))
+    check_new_ids(_all_ids(result), new)
 
 
 def _build_units(train, bank_path: Path, place: Place, alpha: float, s: int, needed: int,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sirst_synth.errors import SirstSynthError
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,6 +29,19 @@ class NoiseDrawer:
         self._code = {s: i for i, s in enumerate(sources.tolist())}
         self._codes = codes
         self._history: dict[str, list[int]] = {}
+
+    def check_capacity(self, ids: Sequence[str], rounds: int) -> None:
+        """Raise PlanError unless every image can get ``rounds`` different patches."""
+        total = len(self._codes)
+        counts = np.bincount(self._codes, minlength=len(self._code))
+        for id_ in ids:
+            own = int(counts[self._code[id_]]) if id_ in self._code else 0
+            usable = total - own if total > own else total
+            if usable < rounds:
+                raise PlanError(
+                    f"the noise bank has {usable} usable patches for image {id_!r} but {rounds} rounds need "
+                    f"as many different ones; sample more noise (raise --max-var or --grid) or ask for fewer images"
+                )
 
     def draw(self, image_id: str, round_: int, source_id: str | None = None) -> int:
         """The bank index for ``image_id`` in ``round_``; rounds are drawn in order per image.
@@ -97,3 +110,19 @@ def displaced_id(source_id: str, round_: int) -> str:
 def negative_id(parent_id: str, target: int, k: int) -> str:
     """Id of the negative of ``parent_id`` for target label ``target`` rotated k * 90 degrees."""
     return f"{parent_id}_t{target}_k{k}"
+
+
+def negative_ids(parent_id: str, targets: int) -> list[str]:
+    """Every id a negative of ``parent_id`` with ``targets`` targets may get."""
+    return [negative_id(parent_id, t, k) for t in range(1, targets + 1) for k in (1, 2, 3)]
+
+
+def check_new_ids(existing: set[str], new: Iterable[str]) -> None:
+    """Raise PlanError when an id the plan may write is already a source id."""
+    clashes = sorted(set(new) & existing)
+    if clashes:
+        shown = ", ".join(repr(c) for c in clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+        raise PlanError(
+            f"{len(clashes)} output id(s) would overwrite source images of the same id ({shown}); "
+            "was this stage already applied to the source?"
+        )

@@ -40,3 +40,17 @@ def centroids(mask: np.ndarray) -> list[tuple[int, int]]:
     """Rounded (cy, cx) of the 8-connected components, in label order."""
     n, _, _, c = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
     return [(int(np.floor(c[i, 1] + 0.5)), int(np.floor(c[i, 0] + 0.5))) for i in range(1, n)]
+
+
+def expected_displaced(src: Path, row: dict[str, str], grid: int) -> np.ndarray:
+    """SPEC section 3 computed from a manifest row: grid cell of the noise source, bilinear resize, mix."""
+    image = read(src / "images" / f"{row['source_id']}.png")
+    noise_src = gray(read(src / "images" / f"{row['noise_source_id']}.png"))
+    rh, rw = noise_src.shape[0] // grid, noise_src.shape[1] // grid
+    r, c = int(row["noise_row"]), int(row["noise_col"])
+    patch = noise_src[r * rh:(r + 1) * rh, c * rw:(c + 1) * rw].astype(np.float32)
+    n = cv2.resize(patch, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if image.ndim == 3:
+        n = n[..., None]
+    a = np.float32(float(row["alpha"]))
+    return np.clip(np.rint(a * n + (np.float32(1) - a) * image.astype(np.float32)), 0, 255).astype(np.uint8)

@@ -128,3 +128,84 @@ def test_window_larger_than_the_image_is_refused(demo, tmp_path):
     assert "larger than" in res.output
     res = run_cli("negaug", "--src", demo, "--s", "4", "-o", tmp_path / "o", expect=1)
     assert "odd" in res.output
+
+
+def test_applying_a_stage_twice_is_refused_before_writing(demo, tmp_path):
+    bank, disp = tmp_path / "noise.h5", tmp_path / "disp"
+    run_cli("sample-noise", "--src", demo, "-o", bank)
+    run_cli("displace", "--src", demo, "--noise", bank, "--alpha", "0.1", "-o", disp)
+    res = run_cli("displace", "--src", disp, "--noise", bank, "--alpha", "0.1", "-o", tmp_path / "again", expect=1)
+    assert "would overwrite source images" in res.output and not (tmp_path / "again").exists()
+    run_cli("negaug", "--src", disp, "-o", tmp_path / "neg")
+    res = run_cli("negaug", "--src", tmp_path / "neg", "-o", tmp_path / "neg2", expect=1)
+    assert "_t1_k1" in res.output and not (tmp_path / "neg2").exists()
+    res = run_cli("negaug", "--src", disp, "--only", "negative", "-o", tmp_path / "n3", expect=2)
+    assert "negative" in res.output
+
+
+def test_sample_noise_refuses_unsafe_outputs(demo, tmp_path):
+    before = tree_digest(demo)
+    res = run_cli("sample-noise", "--src", demo, "-o", demo / "noise.h5", expect=1)
+    assert "inside the source" in res.output and tree_digest(demo) == before
+    res = run_cli("sample-noise", "--src", demo, "-o", tmp_path, expect=1)
+    assert "is a folder" in res.output
+    bank = tmp_path / "deeper" / "noise.h5"
+    run_cli("sample-noise", "--src", demo, "-o", bank)
+    res = run_cli("sample-noise", "--src", demo, "-o", bank, expect=1)
+    assert "--force" in res.output
+    run_cli("sample-noise", "--src", demo, "-o", bank, "--force")
+
+
+def test_split_lists_with_crlf_bom_and_spaces_are_read(demo, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(demo, src)
+    train = ids(src, "50_50", "train")
+    for folder in ("images", "masks"):
+        (src / folder / f"{train[0]}.png").rename(src / folder / f"a b {train[0]}.png")
+    text = "\ufeff" + "\r\n".join([f"a b {train[0]}", *train[1:]])      # BOM, CRLF, no final newline
+    (src / "50_50" / "train.txt").write_bytes(text.encode("utf-8"))
+    run_cli("build", "--src", src, "--total", "40", "-o", tmp_path / "out")
+    assert ids(tmp_path / "out", "50_50", "train")[0] == f"a b {train[0]}"
+
+
+def test_duplicate_ids_and_zero_workers_get_one_clear_line(demo, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(demo, src)
+    train = ids(src, "50_50", "train")
+    (src / "50_50" / "train.txt").write_text("\n".join(train + train[:1]) + "\n")
+    res = run_cli("build", "--src", src, "-o", tmp_path / "o", "--skip-invalid", expect=1)
+    assert f"'{train[0]}'" in res.output and "listed 2 times" in res.output and "fix the split lists" in res.output
+    res = run_cli("build", "--src", demo, "-o", tmp_path / "o", "-j", "0", expect=2)
+    assert "0 workers" in res.output and "Traceback" not in res.output
+
+
+def test_quiet_prints_nothing_and_images_without_targets_or_noise_still_count(demo, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(demo, src)
+    first = ids(src, "50_50", "train")[0]
+    mask = read(src / "masks" / f"{first}.png")
+    from sirst_synth.imageio import encode_png
+    (src / "masks" / f"{first}.png").write_bytes(encode_png(np.zeros_like(mask)))
+    res = run_cli("-q", "build", "--src", src, "--total", "400", "--grid", "8", "-o", tmp_path / "o")
+    assert res.output == ""
+    rows = [r for r in manifest(tmp_path / "o") if r["source_id"] == first]
+    assert {r["kind"] for r in rows} == {"original", "displaced"}     # no target: no negative
+
+
+def test_image_smaller_than_the_grid_gives_no_noise_but_stays_valid(demo, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(demo, src)
+    from sirst_synth.imageio import encode_png
+    tiny = np.full((5, 6), 40, np.uint8)
+    tiny_mask = np.zeros((5, 6), np.uint8)
+    tiny_mask[2, 3] = 255
+    (src / "images" / "tiny.png").write_bytes(encode_png(tiny))
+    (src / "masks" / "tiny.png").write_bytes(encode_png(tiny_mask))
+    with open(src / "50_50" / "train.txt", "a") as fh:
+        fh.write("tiny\n")
+    run_cli("sample-noise", "--src", src, "-o", tmp_path / "n.h5")
+    with h5py.File(tmp_path / "n.h5") as f:
+        assert "tiny" not in {s.decode() for s in f["source_id"][()]} and f.attrs["images"] == 21
+    run_cli("build", "--src", src, "--total", "300", "-o", tmp_path / "o")
+    kinds = {r["kind"] for r in manifest(tmp_path / "o") if r["source_id"] == "tiny"}
+    assert kinds == {"original", "displaced", "negative"}
