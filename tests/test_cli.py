@@ -196,7 +196,7 @@ def test_image_smaller_than_the_grid_gives_no_noise_but_stays_valid(demo, tmp_pa
     src = tmp_path / "src"
     shutil.copytree(demo, src)
     from sirst_synth.imageio import encode_png
-    tiny = np.full((5, 6), 40, np.uint8)
+    tiny = np.arange(30, dtype=np.uint8).reshape(5, 6) * 7   # textured: rotations differ
     tiny_mask = np.zeros((5, 6), np.uint8)
     tiny_mask[2, 3] = 255
     (src / "images" / "tiny.png").write_bytes(encode_png(tiny))
