@@ -234,3 +234,10 @@ def demo_data_cmd(out, n_images, seed):
         raise click.ClickException(str(exc)) from None
     _summary(f"demo-data: {s['images']} images ({s['train']} train, {s['test']} test, {s['targets']} targets)"
              f" -> {out} in {time.perf_counter() - start:.1f} s")
+
+
+# -- the reference trainer (torch is imported only when these commands run) ----------------------
+from sirst_synth.train.cli import eval_command, train_command  # noqa: E402
+
+main.add_command(train_command, "train")
+main.add_command(eval_command, "eval")
