@@ -209,3 +209,18 @@ def test_image_smaller_than_the_grid_gives_no_noise_but_stays_valid(demo, tmp_pa
     run_cli("build", "--src", src, "--total", "300", "-o", tmp_path / "o")
     kinds = {r["kind"] for r in manifest(tmp_path / "o") if r["source_id"] == "tiny"}
     assert kinds == {"original", "displaced", "negative"}
+
+
+def test_data_commands_never_import_torch(demo, tmp_path):
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from sirst_synth.cli import main\n"
+        f"r = CliRunner().invoke(main, ['build', '--src', {str(demo)!r}, '--total', '30', '-o', {str(tmp_path / 'o')!r}, '-j', '1'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"
