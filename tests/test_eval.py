@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +129,16 @@ def test_not_a_checkpoint(data: Path, tmp_path: Path) -> None:
     assert code == 1 and "not a readable checkpoint" in output and "Traceback" not in output
     code, _, output = run_eval("--checkpoint", str(tmp_path / "none.pt"), "--data", str(data))
     assert code == 1 and "checkpoint not found" in output
+
+
+def test_scoring_a_folder_does_not_import_torch(data: Path, tmp_path: Path) -> None:
+    preds = write_preds(tmp_path / "pred", {i: imageio.read_mask(data / "masks" / f"{i}.png") for i in ("a", "b")})
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from sirst_synth.train.cli import eval_command\n"
+        f"r = CliRunner().invoke(eval_command, ['--pred', {str(preds)!r}, '--data', {str(data)!r}, '--json'])\n"
+        "print(r.exit_code, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]

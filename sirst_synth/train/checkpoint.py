@@ -7,14 +7,12 @@ from typing import Any
 
 import torch
 
+from sirst_synth.train.errors import CheckpointError
 from sirst_synth.train.model import UNetAFF
 
 FORMAT = "sirst-synth-checkpoint"
 VERSION = 1
 
-
-class CheckpointError(ValueError):
-    """A file that is not a sirst-synth checkpoint."""
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:

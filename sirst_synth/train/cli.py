@@ -18,8 +18,7 @@ DEVICES = click.Choice(["auto", "cpu", "cuda"])
 def _user_errors() -> tuple[type[Exception], ...]:
     from sirst_synth.dataset import DatasetError
     from sirst_synth.imageio import ImageError
-    from sirst_synth.train.checkpoint import CheckpointError
-    from sirst_synth.train.loop import TrainError
+    from sirst_synth.train.errors import CheckpointError, TrainError
 
     return DatasetError, ImageError, CheckpointError, TrainError
 

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from sirst_synth.imageio import write_atomic
 from sirst_synth.metrics import METRIC_NAMES
 from sirst_synth.train import checkpoint
 from sirst_synth.train.data import CropDataset, GroupBatchSampler, group_members, normalisation
+from sirst_synth.train.errors import TrainError
 from sirst_synth.train.loss import group_loss, soft_iou_per_sample
 from sirst_synth.train.model import DEFAULT_WIDTH, UNetAFF, count_parameters
 from sirst_synth.train.predict import evaluate
@@ -38,9 +39,6 @@ CSV_COLUMNS = ("epoch", "loss", "lr", *METRIC_NAMES, "seconds")
 #: options a resumed run may change; every other one is the run's own.
 RESUME_MAY_CHANGE = ("device", "workers", "eval_every")
 
-
-class TrainError(ValueError):
-    """A training run that cannot start as asked (one line for the user)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +115,29 @@ def prepare_output(out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def train_epoch(
+    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device, neg_loss: str,
+) -> list[float]:
+    """One pass over ``batches`` of (image, mask, group slot); returns the batch losses.
+
+    On CUDA the forward pass runs in mixed precision (float16 autocast, loss scaling).
+    """
+    model.train()
+    losses = []
+    for image, mask, slot in batches:
+        image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, enabled=scaler.is_enabled()):
+            logits = model(image)
+        loss = group_loss(soft_iou_per_sample(logits, mask), slot.to(device), neg_loss)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    return losses
+
+
 def resume_config(out: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
     """The config of the run in ``out`` (from its ``last.pt``), with the options in ``given``.
 
@@ -164,7 +185,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and amp:  # empty when saved from a CPU run
+            scaler.load_state_dict(state["scaler"])
         mean, std = state["normalisation"]["mean"], state["normalisation"]["std"]
         start, history, best, steps, seconds = (
             state["epoch"], list(state["history"]), state["best"], state["steps"], state["seconds"])
@@ -191,19 +213,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        losses = []
         with _progress(loader, len(sampler), f"epoch {epoch}/{config.epochs}") as batches:
-            for image, mask, slot in batches:
-                image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, enabled=amp):
-                    logits = model(image)
-                loss = group_loss(soft_iou_per_sample(logits, mask), slot.to(device), config.neg_loss)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
+            losses = train_epoch(model, batches, optimizer, scaler, device, config.neg_loss)
         scheduler.step()
         steps += len(losses)
         row: dict[str, Any] = {"epoch": epoch, "loss": sum(losses) / len(losses), "lr": lr}
