@@ -142,3 +142,13 @@ def test_scoring_a_folder_does_not_import_torch(data: Path, tmp_path: Path) -> N
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "False"]
+
+
+def test_other_list_names(data: Path, tmp_path: Path) -> None:
+    (data / "50_50" / "train.txt").rename(data / "50_50" / "trainval.txt")
+    preds = write_preds(tmp_path / "pred", {"c": imageio.read_mask(data / "masks" / "c.png")})
+    code, out, output = run_eval("--pred", str(preds), "--data", str(data), "--part", "train",
+                                 "--train-list", "trainval.txt", "--json")
+    assert code == 0 and json.loads(out)["images"] == 1
+    code, _, output = run_eval("--pred", str(preds), "--data", str(data), "--part", "train")
+    assert code == 1 and "trainval.txt" in output  # the error lists the split files found

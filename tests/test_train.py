@@ -246,6 +246,14 @@ def test_manifest_groups_reach_the_batches(tmp_path: Path) -> None:
     assert "4 training images in 4 groups" in lines[1]
 
 
+def test_sirst_style_list_names(tmp_path: Path) -> None:
+    data = blob_dataset(tmp_path / "data", 4)
+    (data / "50_50" / "train.txt").rename(data / "50_50" / "trainval.txt")
+    lines: list[str] = []
+    train(tiny_config(data, tmp_path / "run", epochs=1, train_list="trainval.txt"), log=lines.append)
+    assert "2 training images" in lines[1]
+
+
 # --------------------------------------------------------------------------- the command
 
 

@@ -13,6 +13,7 @@ from click.core import ParameterSource
 #: ``--smoke``: a tiny model on small crops for one epoch, seconds on a CPU.
 SMOKE_PRESET = {"width": 8, "crop": 64, "epochs": 1, "batch_size": 4}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
+POSITIVE = click.IntRange(min=1)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -23,31 +24,29 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return DatasetError, ImageError, CheckpointError, TrainError
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter("must be >= 1")
-    return value
-
-
 @click.command("train")
 @click.option("--data", type=click.Path(file_okay=False), help="Training dataset (DNANet layout). Required unless --resume.")
 @click.option("--split", default="50_50", show_default=True, help="Split folder of the lists.")
+@click.option("--train-list", default="train.txt", show_default=True,
+              help="Train list file name in the split folder (SIRST: trainval.txt).")
+@click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
 @click.option("--eval-data", type=click.Path(file_okay=False),
               help="Dataset whose test split scores each epoch [default: the --data test split].")
-@click.option("--epochs", default=1500, show_default=True, callback=_positive, type=int)
-@click.option("--batch-size", default=256, show_default=True, callback=_positive, type=int)
-@click.option("--lr", default=0.05, show_default=True, type=float, help="Adagrad learning rate.")
+@click.option("--epochs", default=1500, show_default=True, type=POSITIVE)
+@click.option("--batch-size", default=256, show_default=True, type=POSITIVE)
+@click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Adagrad learning rate.")
 @click.option("--neg-loss", type=click.Choice(["sum", "min", "none"]), default="sum", show_default=True,
               help="Group loss over a group's views: sum (Eq. 9), min (Algorithm 2), none (plain Soft-IoU).")
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--width", default=32, show_default=True, callback=_positive, type=int,
+@click.option("--width", default=32, show_default=True, type=POSITIVE,
               help="Base channel count of the U-Net (32: 8.69 M parameters).")
 @click.option("--crop", default=256, show_default=True, type=int, help="Training crop side, a multiple of 16.")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: 8 on CUDA, 0 on CPU].")
-@click.option("--steps-per-epoch", type=int, callback=_positive,
+@click.option("--steps-per-epoch", type=POSITIVE,
               help="Optimiser steps per epoch [default: one pass over the training set].")
-@click.option("--eval-every", default=1, show_default=True, callback=_positive, type=int,
+@click.option("--eval-every", default=1, show_default=True, type=POSITIVE,
               help="Score the eval split every N epochs (and after the last).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt.")
@@ -90,16 +89,19 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
 @click.option("--pred", type=click.Path(file_okay=False),
               help="Folder of predicted masks <id>.png (> 127 is target) to score instead of a model.")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset with the ground truth.")
-@click.option("--split", default="50_50", show_default=True)
-@click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--split", default="50_50", show_default=True, help="Split folder of the lists.")
+@click.option("--train-list", default="train.txt", show_default=True, help="Train list file name in the split folder.")
+@click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
+@click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which list to score.")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"mIoU", "nIoU", "Pd", "Fa", "images", "targets"}.')
 @click.option("--save-pred", type=click.Path(file_okay=False), help="Write the model's predicted masks (0/255 PNG) here.")
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, callback=_positive, type=int,
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
 def eval_command(
-    checkpoint: str | None, pred: str | None, data: str, split: str, part: str, as_json: bool,
-    save_pred: str | None, device: str, batch_size: int,
+    checkpoint: str | None, pred: str | None, data: str, split: str, train_list: str, test_list: str,
+    part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int,
 ) -> None:
     """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
     if (checkpoint is None) == (pred is None):
@@ -110,7 +112,7 @@ def eval_command(
     from sirst_synth.metrics import format_table
 
     try:
-        ds = open_dataset(data, split)
+        ds = open_dataset(data, split, train_list, test_list)
         ids = ds.ids(part)
         if checkpoint is not None:
             result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred)

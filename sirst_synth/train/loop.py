@@ -48,6 +48,8 @@ class TrainConfig:
     data: str
     out: str
     split: str = "50_50"
+    train_list: str = "train.txt"
+    test_list: str = "test.txt"
     eval_data: str | None = None
     epochs: int = 1500
     batch_size: int = 256
@@ -168,8 +170,9 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     prepare_output(out, resume)
     device = resolve_device(config.device)
     amp = device.type == "cuda"
-    ds = open_dataset(config.data, config.split)
-    eval_ds = open_dataset(config.eval_data, config.split) if config.eval_data else ds
+    lists = (config.split, config.train_list, config.test_list)
+    ds = open_dataset(config.data, *lists)
+    eval_ds = open_dataset(config.eval_data, *lists) if config.eval_data else ds
     train_ids, eval_ids = ds.ids("train"), eval_ds.ids("test")
     if not train_ids:
         raise TrainError(f"{ds.split_file('train')}: no training id")
