@@ -242,6 +242,9 @@ from sirst_synth.train.cli import eval_command, train_command  # noqa: E402
 main.add_command(train_command, "train")
 main.add_command(eval_command, "eval")
 
+from sirst_synth.verify import verify_command  # noqa: E402
+main.add_command(verify_command, "verify")
+
 # -- looking at the data (numpy and OpenCV are imported only when these commands run) ------------
 from sirst_synth.inspect_cli import info_command, preview_command, preview_noise_command  # noqa: E402
 
