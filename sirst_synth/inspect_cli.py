@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from sirst_synth.cli import SEED, _jobs, _settings, friendly_errors
+from sirst_synth.cli import _jobs, _settings, friendly_errors
 from sirst_synth.errors import SirstSynthError
+
+SEED = click.IntRange(min=0)
 
 
 class SheetOutputError(SirstSynthError):
