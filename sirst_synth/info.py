@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sirst_synth.dataset import INFO_NAME, PARTS, DatasetError
+from sirst_synth.errors import SirstSynthError
 from sirst_synth.parallel import run_jobs
 from sirst_synth.targets import find_targets
 
@@ -29,34 +30,50 @@ def channel_mode(image: np.ndarray) -> str:
     return "RGB, R=G=B" if same else "RGB"
 
 
-def image_facts(ids: Sequence[str], ds) -> list[tuple[str, int, int, str, list[int]]]:
-    """(id, height, width, channel mode, target areas in label order) of each id."""
-    facts = []
+Facts = tuple[str, int, int, str, list[int]]  #: id, height, width, channel mode, target areas
+
+
+def image_facts(ids: Sequence[str], ds) -> tuple[list[Facts], list[tuple[str, str]]]:
+    """Facts of each readable id whose mask matches its image, and (id, problem) of the others."""
+    facts, problems = [], []
     for id_ in ids:
-        image, mask = ds.read_image(id_), ds.read_mask(id_)
+        try:
+            image, mask = ds.read_image(id_), ds.read_mask(id_)
+        except SirstSynthError as exc:
+            problems.append((id_, str(exc)))
+            continue
         h, w = image.shape[:2]
         if mask.shape != (h, w):
-            raise DatasetError(f"id {id_!r}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {w}x{h}")
+            problems.append((id_, f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {w}x{h} (width x height)"))
+            continue
         facts.append((id_, h, w, channel_mode(image), [t.area for t in find_targets(mask)]))
-    return facts
+    return facts, problems
 
 
 def _batches(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[i : i + BATCH]) for i in range(0, len(ids), BATCH)]
 
 
-def _facts(ds, ids: Sequence[str], n_jobs: int, progress: bool, label: str) -> Iterator[tuple]:
-    for batch in run_jobs(image_facts, _batches(ids), n_jobs, label, progress, ds):
-        yield from batch
+def collect_facts(ds, ids: Sequence[str], n_jobs: int = 1, progress: bool = False
+                  ) -> tuple[dict[str, Facts], dict[str, str]]:
+    """Facts by id and problems by id of ``ids``, read in joblib workers, BATCH ids per job."""
+    facts: dict[str, Facts] = {}
+    problems: dict[str, str] = {}
+    for batch_facts, batch_problems in run_jobs(image_facts, _batches(ids), n_jobs, "info", progress, ds):
+        facts.update((f[0], f) for f in batch_facts)
+        problems.update(batch_problems)
+    return facts, problems
 
 
-def summarize_part(facts: Sequence[tuple[str, int, int, str, list[int]]]) -> dict:
+def summarize_part(facts: Sequence[Facts]) -> dict:
     """Counts of one part (train or test) from its images' facts."""
     areas = [a for f in facts for a in f[4]]
     per_image = Counter(len(f[4]) for f in facts)
     return {
         "images": len(facts),
         "sizes": dict(sorted(Counter(f"{w}x{h}" for _, h, w, _, _ in facts).items(), key=lambda kv: -kv[1])),
+        "size_range": {"width": [min(f[2] for f in facts), max(f[2] for f in facts)],
+                       "height": [min(f[1] for f in facts), max(f[1] for f in facts)]} if facts else None,
         "modes": dict(sorted(Counter(f[3] for f in facts).items(), key=lambda kv: -kv[1])),
         "targets": len(areas),
         "targets_per_image": {str(k): per_image[k] for k in sorted(per_image)},
@@ -97,17 +114,20 @@ def summarize_manifest(rows: dict[str, dict[str, str]], split_ids: dict[str, lis
 
 
 def dataset_info(ds, n_jobs: int = 1, progress: bool = False) -> dict:
-    """Everything ``info`` reports, as a JSON-ready dict."""
+    """Everything ``info`` reports, as a JSON-ready dict. Ids whose image or mask cannot be read,
+    or whose sizes differ, are listed under ``problems`` and left out of the per-part counts
+    (``images`` counts the split lists)."""
     split_ids = {part: ds.ids(part) for part in PARTS}
     unique = list(dict.fromkeys(i for part in PARTS for i in split_ids[part]))
-    facts = {f[0]: f for f in _facts(ds, unique, n_jobs, progress, "info")}
+    facts, problems = collect_facts(ds, unique, n_jobs, progress)
     manifest = ds.manifest()
     out: dict = {
         "path": str(getattr(ds, "root", "")),
         "kind": "built" if manifest is not None else "source",
         "split": getattr(ds, "split", None),
         "images": {**{part: len(split_ids[part]) for part in PARTS}, "total": len(unique)},
-        "parts": {part: summarize_part([facts[i] for i in split_ids[part]]) for part in PARTS},
+        "parts": {part: summarize_part([facts[i] for i in split_ids[part] if i in facts]) for part in PARTS},
+        "problems": [{"id": i, "problem": problems[i]} for i in unique if i in problems],
     }
     if manifest is not None:
         out["manifest"] = summarize_manifest(manifest, split_ids)
@@ -122,6 +142,16 @@ def _counter_text(d: dict, sep: str = " x") -> str:
     return ", ".join(f"{k}{sep}{v}" for k, v in d.items())
 
 
+def _sizes_text(part: dict, shown: int = 4) -> str:
+    sizes = part["sizes"]
+    if len(sizes) <= shown:
+        return _counter_text(sizes)
+    r = part["size_range"]
+    first = dict(list(sizes.items())[:shown])
+    return (f"{len(sizes)} distinct (width {r['width'][0]}..{r['width'][1]}, height {r['height'][0]}..{r['height'][1]});"
+            f" most common {_counter_text(first)}")
+
+
 def format_info(info: dict) -> str:
     """The human-readable report of :func:`dataset_info`."""
     im = info["images"]
@@ -131,11 +161,14 @@ def format_info(info: dict) -> str:
         p = info["parts"][part]
         px = p["target_pixels"]
         lines += [f"{part}: {p['images']} images, {p['targets']} targets",
-                  f"  sizes: {_counter_text(p['sizes'])}",
+                  f"  sizes: {_sizes_text(p)}",
                   f"  modes: {_counter_text(p['modes'])}",
                   f"  targets per image: {_counter_text(p['targets_per_image'], ': ')}",
                   f"  target pixels: min {px['min']}, median {px['median']:g}, max {px['max']}" if px
                   else "  target pixels: no target"]
+    if info["problems"]:
+        lines.append(f"problems: {len(info['problems'])} id(s) left out of the counts above")
+        lines += [f"  {p['id']}: {p['problem']}" for p in info["problems"]]
     m = info.get("manifest")
     if m:
         lines.append(f"manifest: {m['rows']} rows; " + "; ".join(
