@@ -2,7 +2,7 @@
 original | displaced | each of its negatives, read through the manifest.
 
 Every target's s x s window is outlined (red); in a negative, the window it rotates is outlined
-in yellow, and two zoomed insets (nearest neighbour, each pixel a z x z block) show that window
+in magenta, and two zoomed insets (nearest neighbour, each pixel a z x z block) show that window
 and a few pixels around it before (the group's displaced image) and after the rotation. Images
 keep their pixel values: gray stays gray (R = G = B on the sheet). The module also holds the
 drawing helpers of the noise-bank sheet (:mod:`sirst_synth.preview_noise`).
@@ -29,7 +29,7 @@ MARGIN = 4                    #: context pixels around the window in the insets
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
 OUTLINE = (255, 40, 40)       #: red: the s x s window of every target
-ROTATED = (255, 230, 0)       #: yellow: the window a negative rotates
+ROTATED = (255, 0, 255)       #: magenta: the window a negative rotates (stands out on white too)
 _FONT, _SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.4
 
 
@@ -288,7 +288,7 @@ def preview_sheet(ds, rows: Sequence[PreviewRow], s: int = 3, tile: int = 256,
     sheet[:] = BACKGROUND
     width = sheet.shape[1] - 2 * PAD
     legend = (f"row: original | displaced | its negatives.  red: {layout.s}x{layout.s} window of each target;"
-              f" yellow: the window rotated; insets x{layout.z}, nearest neighbour")
+              f" magenta: the window rotated; insets x{layout.z}, nearest neighbour")
     for i, line in enumerate([*header[: HEADER_LINES - 1], legend]):
         put_text(sheet, line, PAD + i * LINE, PAD, width)
     for r, (row, side) in enumerate(zip(rows, sides)):

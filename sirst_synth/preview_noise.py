@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sirst_synth.preview import BACKGROUND, LINE, PAD, ROTATED, TEXT, paste, put_text, to_rgb, zoom
+from sirst_synth.preview import BACKGROUND, LINE, PAD, TEXT, paste, put_text, to_rgb, zoom
 from sirst_synth.seeding import rng_for
 
 TEXT_LINES = 2          #: lines under each patch
@@ -21,6 +21,7 @@ HEADER_LINES = 2
 HIST_H = 80             #: height of the histogram's bars area
 HIST_BINS = 50
 BAR = (150, 150, 150)
+TICK = (255, 230, 0)    #: yellow ticks: the variances of the patches on the sheet
 
 
 def choose_patches(count: int, n: int, seed: int) -> list[int]:
@@ -130,7 +131,7 @@ def _histogram(sheet: np.ndarray, var: np.ndarray, shown: list[float], y: int, w
     cv2.line(sheet, (PAD, bottom), (PAD + width - 1, bottom), TEXT, 1)
     for v in shown:
         tx = PAD + min(width - 1, round(v / hi * (width - 1)))
-        cv2.line(sheet, (tx, bottom + 1), (tx, bottom + 5), ROTATED, 1)
+        cv2.line(sheet, (tx, bottom + 1), (tx, bottom + 5), TICK, 1)
     put_text(sheet, "0", bottom + 6, PAD, 40)
     label = f"{hi:g}"
     put_text(sheet, label, bottom + 6, PAD + width - 8 * len(label), 8 * len(label))

@@ -105,7 +105,7 @@ def test_insets_hold_the_source_pixels_zoomed(built, rows, tmp_path):
             np.testing.assert_array_equal(centres, crop, err_msg=f"{neg} context {which}")
         # and the two insets show the rotation the manifest names
         np.testing.assert_array_equal(after[wy : wy + s, wx : wx + s], np.rot90(before[wy : wy + s, wx : wx + s], k))
-        # the rotated window is outlined in yellow, one pixel outside its blocks
+        # the rotated window is outlined in magenta, one pixel outside its blocks
         iy, ix = layout.inset_origin(0, c, 1)
         ctx = s + 2 * MARGIN
         cy0, cx0 = min(max(wy - MARGIN, 0), h - ctx), min(max(wx - MARGIN, 0), w - ctx)
