@@ -27,6 +27,10 @@ class ImageError(SirstSynthError):
     """A file that is not a readable 8-bit image."""
 
 
+class WriteError(SirstSynthError):
+    """A file that cannot be written (full disk, unwritable folder, ...)."""
+
+
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode PNG (or any Pillow format) bytes to uint8: (H, W) for gray, (H, W, 3) for colour.
 
@@ -128,6 +132,11 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise

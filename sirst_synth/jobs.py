@@ -21,7 +21,8 @@ from sirst_synth.targets import find_targets
 
 @dataclass(frozen=True)
 class Place:
-    """Where workers read (source dataset, noise bank) and write (output root)."""
+    """Where workers read (source dataset, noise bank) and write (output root): absolute paths,
+    so that workers on other machines of a cluster reach them through a shared filesystem."""
 
     src: Dataset
     out: Path
@@ -70,11 +71,11 @@ def _write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row
     return {**row, "id": id_, "sha256_image": imageio.sha256(image_png), "sha256_mask": imageio.sha256(mask_png)}
 
 
-def run_copy(job: CopyJob, place: Place) -> Row:
-    """Copy image and mask bytes unchanged; return the row with their hashes."""
+def run_copy(job: CopyJob, place: Place) -> list[Row]:
+    """Copy image and mask bytes unchanged; return the row with their hashes (a list of one)."""
     image = imageio.read_bytes(place.src.image_path(job.id))
     mask = imageio.read_bytes(place.src.mask_path(job.id))
-    return _write_pair(place.out, job.id, image, mask, job.row)
+    return [_write_pair(place.out, job.id, image, mask, job.row)]
 
 
 def run_unit(job: UnitJob, place: Place) -> list[Row]:

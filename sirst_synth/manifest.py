@@ -1,12 +1,6 @@
 """``manifest.csv``: one row per image of a built dataset, the plan plus hashes (SPEC section 6)."""
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
-from pathlib import Path
-
-from sirst_synth.imageio import write_atomic
 
 COLUMNS = (
     "id", "split", "kind", "source_id", "round", "group",
@@ -30,11 +24,3 @@ def original_row(id_: str, split: str) -> Row:
     """The row of a source image copied unchanged (its own group)."""
     return new_row(id=id_, split=split, kind="original", source_id=id_, group=id_)
 
-
-def write_manifest(path: str | Path, rows: Iterable[Row]) -> None:
-    """Write rows as CSV (LF line ends, header first), atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, buf.getvalue().encode("utf-8"))

@@ -1,21 +1,28 @@
-"""The output folder: refusing unsafe targets, and writing the files that complete a dataset.
+"""The output folder: refusing unsafe targets, starting or resuming a build there, and writing the
+files that complete a dataset.
 
 Images and masks are written by the workers. The split lists, ``manifest.csv`` and, last of all,
 ``sirst-synth.json`` (the completion mark) are written here only once every image is in place,
-so an interrupted build never looks complete.
+so an interrupted build never looks complete. Until then the folder holds the build's state
+(:mod:`sirst_synth.runstate`), from which ``--resume`` finishes it.
 """
 from __future__ import annotations
 
-from sirst_synth.errors import SirstSynthError
-
+import csv
 import json
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from sirst_synth import __version__
-from sirst_synth.dataset import INFO_NAME, MANIFEST_NAME, Dataset
+from sirst_synth.dataset import INFO_NAME, MANIFEST_NAME
+from sirst_synth.errors import SirstSynthError
 from sirst_synth.imageio import write_atomic
-from sirst_synth.manifest import Row, write_manifest
+from sirst_synth.manifest import COLUMNS, Row
+from sirst_synth.runstate import (
+    ResumeError, check_same_run, read_run, remove_state, remove_temp_files, state_dir, write_run,
+)
 
 
 class OutputError(SirstSynthError):
@@ -26,8 +33,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_output(out: Path, src: Path, force: bool) -> None:
-    """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``.
+def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> None:
+    """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``
+    or (for an interrupted or complete build of this tool) ``resume``.
 
     Writes nothing, so commands call it before reading their sources.
     """
@@ -37,8 +45,13 @@ def check_output(out: Path, src: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
-        if not force:
-            raise OutputError(f"{out}: output folder is not empty; use --force to replace its contents")
+        if resume:
+            if not state_dir(out).is_dir() and not (out / INFO_NAME).is_file():
+                raise ResumeError(f"{out}: not a build of this tool (no {state_dir(out).name}/ or {INFO_NAME}); "
+                                  "nothing to resume")
+        elif not force:
+            what = "an interrupted build: use --resume to finish it" if state_dir(out).is_dir() else "use --force to replace its contents"
+            raise OutputError(f"{out}: output folder is not empty; {what}")
         if _inside(src_r, out_r):
             raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
 
@@ -52,44 +65,114 @@ def check_output_file(out: Path, src: Path, force: bool) -> None:
         raise OutputError(f"{out}: is a folder; give a file name such as noise.h5")
     if out.exists() and not force:
         raise OutputError(f"{out}: exists; use --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
 
 
-def prepare_output(out: Path, src: Path, split: str, force: bool) -> None:
-    """Check ``out`` again, clear what a previous build wrote there (with ``force``), and create
-    images/ and masks/."""
-    check_output(out, src, force)
-    for name in ("images", "masks", split, MANIFEST_NAME, INFO_NAME):
+def make_folder(path: Path) -> None:
+    """mkdir -p with one clear line when it cannot be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create folder ({exc.strerror})") from None
+
+
+def completed_run(out: Path) -> dict | None:
+    """The ``sirst-synth.json`` of a complete dataset in ``out``, or None."""
+    if state_dir(out).exists() or not (out / INFO_NAME).is_file():
+        return None
+    try:
+        return json.loads((out / INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{out / INFO_NAME}: unreadable ({exc}); use --force to rebuild") from None
+
+
+def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool) -> str:
+    """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts.
+
+    ``"fresh"``: cleared (files of this tool only) and marked as started. ``"resumed"``: the
+    interrupted build of the same run, its temporary files dropped. ``"complete"``: with
+    ``resume``, a finished dataset of the same run: nothing to do.
+    """
+    check_output(out, src, force, resume)
+    if resume:
+        done = completed_run(out)
+        if done is not None:
+            check_same_run(out, {"command": done.get("command"), "parameters": done.get("parameters", {}),
+                                 "fingerprint": done.get("source", {}).get("fingerprint")}, run)
+            return "complete"
+        before = read_run(out)
+        if before is not None:
+            check_same_run(out, before, run)
+            remove_temp_files(out)
+            make_folder(out / "images")
+            make_folder(out / "masks")
+            return "resumed"
+    for name in ("images", "masks", split, MANIFEST_NAME, INFO_NAME, state_dir(out).name):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(exist_ok=True)
+    make_folder(out / "images")
+    make_folder(out / "masks")
+    write_run(out, run)
+    return "fresh"
 
 
-def write_id_list(path: Path, ids: list[str]) -> None:
-    """One id per line, LF, final newline."""
-    write_atomic(path, "".join(f"{i}\n" for i in ids).encode("utf-8"))
+class _AtomicText:
+    """A text file written under a temporary name and renamed by :meth:`commit`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.fh = open(self.tmp, "w", encoding="utf-8", newline="\n")
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
 
 
-def finish_output(out: Path, split: str, rows: list[Row], info: dict) -> Dataset:
-    """Write split lists and manifest from ``rows`` (in order), then ``sirst-synth.json``."""
-    (out / split).mkdir(exist_ok=True)
-    for part in ("train", "test"):
-        write_id_list(out / split / f"{part}.txt", [r["id"] for r in rows if r["split"] == part])
-    write_manifest(out / MANIFEST_NAME, rows)
-    info = {"tool": "sirst-synth", "version": __version__, **info}
+def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict) -> dict[str, int]:
+    """Stream ``rows`` (in order) into the split lists and the manifest, then write
+    ``sirst-synth.json`` with the counts, then drop the build state. Return the counts."""
+    make_folder(out / split)
+    files = [_AtomicText(out / split / "train.txt"), _AtomicText(out / split / "test.txt"),
+             _AtomicText(out / MANIFEST_NAME)]
+    lists = {"train": files[0].fh, "test": files[1].fh}
+    counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
+    try:
+        manifest = csv.writer(files[2].fh, lineterminator="\n")
+        manifest.writerow(COLUMNS)
+        for row in rows:
+            lists[row["split"]].write(row["id"] + "\n")
+            manifest.writerow([row[c] for c in COLUMNS])
+            _count(counts, row)
+        for f in files:
+            f.commit()
+    except BaseException:
+        for f in files:
+            f.abort()
+        raise
+    info = {"tool": "sirst-synth", "version": __version__, **info, "counts": counts}
     write_atomic(out / INFO_NAME, (json.dumps(info, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-    return Dataset(out, split)
+    remove_state(out)
+    return counts
 
 
-def count_kinds(rows: list[Row]) -> dict[str, int]:
+def _count(counts: dict[str, int], row: Row) -> None:
+    counts[row["split"]] += 1
+    if row["split"] == "train":
+        counts[row["kind"]] += 1
+
+
+def count_kinds(rows: Iterable[Row]) -> dict[str, int]:
     """Images per split and per kind of the train split."""
     counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
     for r in rows:
-        counts[r["split"]] += 1
-        if r["split"] == "train":
-            counts[r["kind"]] += 1
+        _count(counts, r)
     return counts
+

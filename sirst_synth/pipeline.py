@@ -6,28 +6,30 @@ dataset's closing files last.
 """
 from __future__ import annotations
 
-from sirst_synth.errors import SirstSynthError
-
+import dataclasses
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from sirst_synth.dataset import Dataset
 from sirst_synth.displace import FITS
+from sirst_synth.errors import SirstSynthError
 from sirst_synth.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs, run_copy, run_unit
 from sirst_synth.manifest import Row, new_row, original_row
 from sirst_synth.negatives import check_window_size
 from sirst_synth.noisebank import NoiseBank, NoiseBankWriter
-from sirst_synth.output import check_output, check_output_file, count_kinds, finish_output, prepare_output
-from sirst_synth.parallel import run_jobs
+from sirst_synth.output import check_output, check_output_file, completed_run, finish_output, start_output
 from sirst_synth.plan import (
-    NoiseDrawer, PlanError, check_new_ids, displaced_id, negative_ids, next_batch, plan_units,
+    NoiseDrawer, PlanError, build_id_clashes, check_new_ids, displaced_id, negative_ids, next_batch, plan_units,
+    refuse_clashes,
 )
-from sirst_synth.scan import NoiseParams, Problem, ScanResult, scan
+from sirst_synth.runstate import Journal, run_recorded, state_dir
+from sirst_synth.scan import NoiseParams, Problem, ScanResult, check_grid, odd_mask_warnings, scan
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,23 @@ class RunOptions:
     progress: bool = False
     skip_invalid: bool = False
     force: bool = False
+    resume: bool = False
 
 
 def _check_sources(result: ScanResult, opts: RunOptions) -> list[dict]:
-    """Raise on problems unless they may be skipped; return the skipped ids for the record."""
+    """Raise on problems unless they may be skipped; warn about odd masks; return the skipped ids."""
     if result.problems and (not opts.skip_invalid or not result.records):
         raise SourceProblems(result.problems, skippable=bool(result.records))
     if not result.records["train"]:
         raise PlanError(f"no valid train image left after skipping {len(result.problems)} bad id(s)")
+    for line in odd_mask_warnings(result):
+        log.warning(line)
     return [{"id": p.id, "split": p.part, "problem": p.message} for p in result.problems]
+
+
+def _absolute(ds: Dataset) -> Dataset:
+    """``ds`` with an absolute root, so workers elsewhere (a cluster) reach it by path."""
+    return dataclasses.replace(ds, root=ds.root.resolve())
 
 
 def _check_params(alpha: float | None = None, s: int | None = None, fit: str | None = None, records=()) -> None:
@@ -86,13 +96,23 @@ def _copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
     return jobs
 
 
-def _run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> dict[str, Row]:
-    rows = run_jobs(run_copy, jobs, opts.n_jobs, "copying", opts.progress, place)
-    return {job.row["split"] + "/" + job.id: row for job, row in zip(jobs, rows)}
+def _run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> Journal:
+    """Copy every source id (recorded in the ``copies`` journal); return the journal."""
+    journal = Journal(state_dir(place.out) / "copies.jsonl")
+    keys = [f"{job.row['split']}/{job.id}" for job in jobs]
+    for _ in run_recorded(run_copy, jobs, keys, journal, opts.n_jobs, "copying", opts.progress, place):
+        pass
+    journal.close()
+    return journal
 
 
-def _ordered(copies: dict[str, Row], result: ScanResult, part: str) -> list[Row]:
-    return [copies[f"{part}/{r.id}"] for r in result.records.get(part, [])]
+def _copied(copies: Journal, part: str) -> Iterator[Row]:
+    """The copied rows of ``part``, in split order, streamed from the journal."""
+    return (row for row in copies.rows() if row["split"] == part)
+
+
+def _unit_key(job: UnitJob) -> str:
+    return job.out_id if job.noise is not None else f"{job.out_id}/negatives"
 
 
 def _source_info(ds: Dataset, result: ScanResult, skipped: list[dict]) -> dict:
@@ -114,6 +134,7 @@ def sample_noise(ds: Dataset, out: Path, noise: NoiseParams, opts: RunOptions) -
     try:
         result = scan(ds, ("train",), opts.n_jobs, opts.progress, noise, writer)
         _check_sources(result, opts)
+        _check_grid(result, noise)
         _check_bank(len(writer), writer.images, noise)
         writer.close()
     except BaseException:
@@ -121,6 +142,12 @@ def sample_noise(ds: Dataset, out: Path, noise: NoiseParams, opts: RunOptions) -
         raise
     return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
             "skipped": len(result.problems), "seconds": time.perf_counter() - start}
+
+
+def _check_grid(result: ScanResult, noise: NoiseParams) -> None:
+    problem = check_grid(result.records["train"], noise.grid)
+    if problem:
+        raise PlanError(problem)
 
 
 def _check_bank(patches: int, images: int, noise: NoiseParams) -> None:
@@ -148,8 +175,9 @@ def displace_dataset(
 ) -> dict:
     """Copy ``ds`` to ``out`` and add ``rounds`` displaced versions of every train image."""
     start = time.perf_counter()
+    ds = _absolute(ds)
     _check_params(alpha=alpha, fit=fit)
-    check_output(out, ds.root, opts.force)
+    check_output(out, ds.root, opts.force, opts.resume)
     if rounds < 1:
         raise PlanError(f"--rounds must be >= 1, got {rounds}")
     with NoiseBank(bank_path) as bank:
@@ -166,20 +194,28 @@ def displace_dataset(
             idx = drawer.draw(rec.id, r, row["source_id"])
             draw = NoiseDraw(idx, sources[idx], int(grid[idx][0]), int(grid[idx][1]))
             units.append(UnitJob(rec.id, displaced_id(rec.id, r), row, draw, alpha, fit))
-    prepare_output(out, ds.root, ds.split, opts.force)
-    place = Place(ds, out, str(Path(bank_path).resolve()))
+    params = {"alpha": alpha, "rounds": rounds, "fit": fit, "seed": seed, "noise_bank_sha256": bank_info["sha256"]}
+    run = _run_record("displace", ds, params, result)
+    how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume)
+    if how == "complete":
+        return _already_complete(out)
+    place = Place(ds, out.resolve(), str(Path(bank_path).resolve()))
     copies = _run_copies(_copy_jobs(ds, result), place, opts)
-    generated = [row for rows in run_jobs(run_unit, units, opts.n_jobs, "displacing", opts.progress, place) for row in rows]
-    rows = _ordered(copies, result, "train") + generated + _ordered(copies, result, "test")
-    params = {"alpha": alpha, "rounds": rounds, "fit": fit, "seed": seed, "noise_bank": bank_info}
-    return _finish(out, ds, result, skipped, rows, "displace", params, start)
+    journal = Journal(state_dir(out) / "units.jsonl")
+    for _ in run_recorded(run_unit, units, [_unit_key(u) for u in units], journal, opts.n_jobs, "displacing",
+                          opts.progress, place):
+        pass
+    rows = _chain(_copied(copies, "train"), journal.rows(), _copied(copies, "test"))
+    return _finish(out, ds, result, skipped, rows, run, {"noise_bank": bank_info}, start, how)
 
 
 def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: RunOptions) -> dict:
     """Copy ``ds`` to ``out`` and add the distinct negatives of its train images of ``kinds``."""
     start = time.perf_counter()
+    ds = _absolute(ds)
     kinds = tuple(kinds)
-    check_output(out, ds.root, opts.force)
+    _check_params(s=s)
+    check_output(out, ds.root, opts.force, opts.resume)
     result = scan(ds, ("train", "test"), opts.n_jobs, opts.progress)
     skipped = _check_sources(result, opts)
     _check_params(s=s, records=result.records["train"])
@@ -191,31 +227,42 @@ def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: R
             units.append(UnitJob(rec.id, rec.id, _inherited(row, rec.id), s=s))
     targets = {r.id: r.targets for r in result.records["train"]}
     check_new_ids(_all_ids(result), (i for u in units for i in negative_ids(u.input_id, targets[u.input_id])))
-    prepare_output(out, ds.root, ds.split, opts.force)
-    place = Place(ds, out)
+    run = _run_record("negaug", ds, {"s": s, "kinds": list(kinds)}, result)
+    how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume)
+    if how == "complete":
+        return _already_complete(out)
+    place = Place(ds, out.resolve())
     copies = _run_copies(_copy_jobs(ds, result), place, opts)
-    negs = {u.input_id: rows for u, rows in zip(units, run_jobs(run_unit, units, opts.n_jobs, "negatives", opts.progress, place))}
-    rows = []
-    for rec in result.records["train"]:
-        rows += [copies[f"train/{rec.id}"], *negs.get(rec.id, [])]
-    rows += _ordered(copies, result, "test")
-    return _finish(out, ds, result, skipped, rows, "negaug", {"s": s, "kinds": list(kinds)}, start)
+    journal = Journal(state_dir(out) / "units.jsonl")
+    negs = dict(zip((u.input_id for u in units),
+                    run_recorded(run_unit, units, [_unit_key(u) for u in units], journal, opts.n_jobs,
+                                 "negatives", opts.progress, place)))
+    train = {row["id"]: row for row in _copied(copies, "train")}
+    rows = [r for rec in result.records["train"] for r in (train[rec.id], *negs.get(rec.id, []))]
+    rows += _copied(copies, "test")
+    return _finish(out, ds, result, skipped, rows, run, {}, start, how)
 
 
 def build(
     ds: Dataset, out: Path, alpha: float, s: int, total: int, seed: int, noise: NoiseParams, fit: str, opts: RunOptions
 ) -> dict:
-    """The whole SIRST-5K build: noise bank, rounds of displacement + negatives, cut to ``total``."""
+    """The whole SIRST-5K build: noise bank, rounds of displacement + negatives, cut to ``total``.
+
+    The bank is sampled in a local temporary folder while the source is checked, then moved into
+    the output's state folder, where workers (local or on a cluster) read it by path.
+    """
     start = time.perf_counter()
-    _check_params(alpha=alpha, fit=fit)
-    check_output(out, ds.root, opts.force)
+    ds = _absolute(ds)
+    _check_params(alpha=alpha, fit=fit, s=s)
+    check_output(out, ds.root, opts.force, opts.resume)
     workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
     try:
-        bank_path = workdir / "noise.h5"
-        writer = NoiseBankWriter(bank_path, {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean})
+        scanned_bank = workdir / "noise.h5"
+        writer = NoiseBankWriter(scanned_bank, {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean})
         try:
             result = scan(ds, ("train", "test"), opts.n_jobs, opts.progress, noise, writer)
             skipped = _check_sources(result, opts)
+            _check_grid(result, noise)
             _check_bank(len(writer), writer.images, noise)
             writer.close()
         except BaseException:
@@ -226,22 +273,44 @@ def build(
         _check_params(s=s, records=train)
         if total < len(train):
             raise PlanError(f"--total {total} is smaller than the {len(train)} original training images")
-        _check_build_plan(result, bank_path, total - len(train), seed)
-        prepare_output(out, ds.root, ds.split, opts.force)
-        place = Place(ds, out, str(bank_path))
-        copies = _run_copies(_copy_jobs(ds, result), place, opts)
-        generated = _build_units(train, bank_path, place, alpha, s, total - len(train), seed, fit, opts)
-        rows = _ordered(copies, result, "train") + generated + _ordered(copies, result, "test")
+        _check_build_plan(result, scanned_bank, total - len(train), seed)
+        params = {"alpha": alpha, "s": s, "total": total, "seed": seed, "grid": noise.grid,
+                  "max_var": noise.max_var, "max_mean": noise.max_mean, "fit": fit}
+        run = _run_record("build", ds, params, result)
+        how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume)
+        if how == "complete":
+            return _already_complete(out)
+        bank_path = state_dir(out).resolve() / "noise.h5"
+        shutil.move(scanned_bank, bank_path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    params = {"alpha": alpha, "s": s, "total": total, "seed": seed, "grid": noise.grid,
-              "max_var": noise.max_var, "max_mean": noise.max_mean, "fit": fit}
-    summary = _finish(out, ds, result, skipped, rows, "build", params, start)
-    return summary
+    place = Place(ds, out.resolve(), str(bank_path))
+    copies = _run_copies(_copy_jobs(ds, result), place, opts)
+    needed = total - len(train)
+    units = _build_units(train, bank_path, place, alpha, s, needed, seed, fit, opts)
+    rows = _chain(_copied(copies, "train"), islice(units.rows(), needed), _copied(copies, "test"))
+    return _finish(out, ds, result, skipped, rows, run, {}, start, how)
 
 
 def _all_ids(result: ScanResult) -> set[str]:
     return {r.id for records in result.records.values() for r in records}
+
+
+def _chain(*parts: Iterable[Row]) -> Iterator[Row]:
+    for part in parts:
+        yield from part
+
+
+def _run_record(command: str, ds: Dataset, params: dict, result: ScanResult) -> dict:
+    """What a resumed build must match: command, parameters (split included), source fingerprint."""
+    return {"command": command, "parameters": {"split": ds.split, **params}, "fingerprint": result.fingerprint()}
+
+
+def _already_complete(out: Path) -> dict:
+    info = completed_run(out) or {}
+    log.warning("%s: already complete (%s); nothing to resume", out, "sirst-synth.json")
+    return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
+            "seconds": 0.0, "resumed": "complete"}
 
 
 def _check_build_plan(result: ScanResult, bank_path: Path, needed: int, seed: int) -> None:
@@ -253,41 +322,71 @@ def _check_build_plan(result: ScanResult, bank_path: Path, needed: int, seed: in
     rounds = -(-needed // len(train))
     with NoiseBank(bank_path) as bank:
         NoiseDrawer(bank.source_id, seed).check_capacity([r.id for r in train], rounds)
-    new = (i for k in range(rounds) for r in train
-           for i in (displaced_id(r.id, k), *negative_ids(displaced_id(r.id, k), r.targets)))
-    check_new_ids(_all_ids(result), new)
+    refuse_clashes(build_id_clashes(_all_ids(result), {r.id: r.targets for r in train}, rounds))
 
 
 def _build_units(train, bank_path: Path, place: Place, alpha: float, s: int, needed: int,
-                 seed: int, fit: str, opts: RunOptions) -> list[Row]:
-    """Run units in plan order, batch by batch, until exactly ``needed`` images are generated."""
+                 seed: int, fit: str, opts: RunOptions) -> Journal:
+    """Run units in plan order, batch by batch, until exactly ``needed`` images are generated.
+
+    Every unit's rows go to the ``units`` journal whole; the last unit is cut to fit (its extra
+    files removed), so the dataset's generated rows are the journal's first ``needed`` rows.
+    """
     with NoiseBank(bank_path) as bank:
         sources, grid = bank.source_id, bank.grid
     drawer = NoiseDrawer(sources, seed)
     max_sizes = {r.id: 1 + 3 * r.targets for r in train}
     units = plan_units([r.id for r in train], seed)
-    rows: list[Row] = []
-    while len(rows) < needed:
-        batch = next_batch(units, max_sizes, needed - len(rows))
-        log.info("batch of %d units from round %d for %d images still needed", len(batch), batch[0][0], needed - len(rows))
+    journal = Journal(state_dir(place.out) / "units.jsonl")
+    made = 0
+    while made < needed:
+        batch = next_batch(units, max_sizes, needed - made)
+        log.info("batch of %d units from round %d for %d images still needed", len(batch), batch[0][0], needed - made)
         jobs = []
         for round_, id_ in batch:
             idx = drawer.draw(id_, round_)
             draw = NoiseDraw(idx, sources[idx], int(grid[idx][0]), int(grid[idx][1]))
             jobs.append(UnitJob(id_, displaced_id(id_, round_), new_row(split="train", source_id=id_, round=round_),
                                 draw, alpha, fit, s))
-        for unit_rows in run_jobs(run_unit, jobs, opts.n_jobs, "building", opts.progress, place):
-            room = needed - len(rows)
-            rows += unit_rows[:room]
+        for unit_rows in run_recorded(run_unit, jobs, [_unit_key(j) for j in jobs], journal, opts.n_jobs,
+                                      "building", opts.progress, place):
+            room = needed - made
+            made += min(room, len(unit_rows))
             remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
-    return rows
+    journal.close()
+    return journal
 
 
-def _finish(out: Path, ds: Dataset, result: ScanResult, skipped: list[dict], rows: list[Row],
-            command: str, params: dict, start: float) -> dict:
-    counts = count_kinds(rows)
+def _finish(out: Path, ds: Dataset, result: ScanResult, skipped: list[dict], rows: Iterable[Row],
+            run: dict, extra: dict, start: float, how: str) -> dict:
     seconds = round(time.perf_counter() - start, 3)
-    info = {"command": command, "parameters": {"split": ds.split, **params},
-            "source": _source_info(ds, result, skipped), "counts": counts, "elapsed_seconds": seconds}
-    finish_output(out, ds.split, rows, info)
-    return {"out": str(out), **counts, "skipped": len(skipped), "seconds": seconds}
+    info = {"command": run["command"], "parameters": run["parameters"], **extra,
+            "source": _source_info(ds, result, skipped), "resumed": how == "resumed", "elapsed_seconds": seconds}
+    counts = finish_output(out, ds.split, rows, info)
+    return {"out": str(out), **counts, "skipped": len(skipped), "seconds": seconds, "resumed": how}
+
+
+def build_h5(
+    ds: Dataset, out: Path, alpha: float, s: int, total: int, seed: int, noise: NoiseParams, fit: str, opts: RunOptions
+) -> dict:
+    """:func:`build` written as one HDF5 file ``out``: the PNG build is made (or resumed) in the
+    folder ``OUT.building/``, packed into ``out`` (renamed into place when complete), then removed."""
+    from sirst_synth.h5store import pack_dataset
+
+    staging = out.with_name(out.name + ".building")
+    if opts.resume and out.is_file() and not staging.exists():
+        log.warning("%s: already complete; nothing to resume", out)
+        return {"out": str(out), **_h5_counts(out), "skipped": 0, "seconds": 0.0, "resumed": "complete"}
+    check_output_file(out, ds.root, opts.force or opts.resume)
+    summary = build(ds, staging, alpha, s, total, seed, noise, fit, opts)
+    start = time.perf_counter()
+    pack_dataset(staging, out, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
+    shutil.rmtree(staging)
+    return {**summary, "out": str(out), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}
+
+
+def _h5_counts(path: Path) -> dict:
+    from sirst_synth.dataset import open_dataset
+
+    ds = open_dataset(path)
+    return completed_counts(ds.info()) if hasattr(ds, "info") else {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sirst_synth.errors import SirstSynthError
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -117,9 +118,29 @@ def negative_ids(parent_id: str, targets: int) -> list[str]:
     return [negative_id(parent_id, t, k) for t in range(1, targets + 1) for k in (1, 2, 3)]
 
 
+_BUILD_ID = re.compile(r"(.+)_r(0|[1-9]\d*)(?:_t([1-9]\d*)_k([123]))?")
+
+
+def build_id_clashes(existing: Iterable[str], targets: dict[str, int], rounds: int) -> list[str]:
+    """The ``existing`` ids that a build of ``rounds`` rounds could also write, where ``targets``
+    maps each train id to its number of targets. Parses each id instead of listing every id the
+    plan may write, so the check costs the same for any ``--total``."""
+    clashes = []
+    for id_ in existing:
+        m = _BUILD_ID.fullmatch(id_)
+        if m and m[1] in targets and int(m[2]) < rounds and (m[3] is None or int(m[3]) <= targets[m[1]]):
+            clashes.append(id_)
+    return clashes
+
+
 def check_new_ids(existing: set[str], new: Iterable[str]) -> None:
     """Raise PlanError when an id the plan may write is already a source id."""
-    clashes = sorted(set(new) & existing)
+    refuse_clashes(set(new) & existing)
+
+
+def refuse_clashes(clashes: Iterable[str]) -> None:
+    """Raise PlanError naming the source ids an output would overwrite, if any."""
+    clashes = sorted(clashes)
     if clashes:
         shown = ", ".join(repr(c) for c in clashes[:5]) + (" ..." if len(clashes) > 5 else "")
         raise PlanError(

@@ -41,6 +41,8 @@ class SourceRecord:
     targets: int
     sha256_image: str
     sha256_mask: str
+    #: mask values other than 0 and 255 (at most 5, ascending); pixels > 0 are still the targets.
+    odd_mask_values: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,17 +104,41 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     (h, w), (mh, mw) = image.shape[:2], mask.shape
     if (h, w) != (mh, mw):
         return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
+    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
     record = SourceRecord(
         job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
-        imageio.sha256(image_bytes), imageio.sha256(mask_bytes),
+        imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
     if not job.sample:
         return record, None, [], []
-    if h < noise.grid or w < noise.grid:  # regions would be empty: the image contributes no noise
+    if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
         return record, None, [], []
     gray = imageio.to_gray(image)
     regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
     return record, None, regions, [crop(gray, r.box) for r in regions]
+
+
+def odd_mask_warnings(result: ScanResult, shown: int = 5) -> list[str]:
+    """Warning lines for masks with values other than 0 and 255 (the first ``shown``, then a count)."""
+    odd = [r for records in result.records.values() for r in records if r.odd_mask_values]
+    lines = [f"{r.part} id {r.id!r}: mask has values other than 0 and 255 ({', '.join(map(str, r.odd_mask_values))}"
+             f"{', ...' if len(r.odd_mask_values) == 5 else ''}); pixels > 0 are used as targets" for r in odd[:shown]]
+    if len(odd) > shown:
+        lines.append(f"... and {len(odd) - shown} more masks with values other than 0 and 255")
+    return lines
+
+
+def check_grid(records: list[SourceRecord], grid: int) -> str | None:
+    """Why ``grid`` is unusable (regions under 2x2 pixels in the smallest train image), or None."""
+    if not records:
+        return None
+    small = min(records, key=lambda r: min(r.height, r.width))
+    if small.height // grid >= 2 and small.width // grid >= 2:
+        return None
+    best = min(small.height, small.width) // 2
+    return (f"--grid {grid} cuts train id {small.id!r} ({small.width}x{small.height} pixels) into regions of "
+            f"{small.height // grid}x{small.width // grid} pixels; regions need at least 2x2 pixels: use --grid <= {best}")
 
 
 def duplicate_problems(ds: Dataset, ids: dict[str, list[str]]) -> list[Problem]:

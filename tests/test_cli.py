@@ -192,7 +192,7 @@ def test_quiet_prints_nothing_and_images_without_targets_or_noise_still_count(de
     assert {r["kind"] for r in rows} == {"original", "displaced"}     # no target: no negative
 
 
-def test_image_smaller_than_the_grid_gives_no_noise_but_stays_valid(demo, tmp_path):
+def test_grid_too_fine_for_the_smallest_image_is_refused_naming_it(demo, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(demo, src)
     from sirst_synth.imageio import encode_png
@@ -203,10 +203,15 @@ def test_image_smaller_than_the_grid_gives_no_noise_but_stays_valid(demo, tmp_pa
     (src / "masks" / "tiny.png").write_bytes(encode_png(tiny_mask))
     with open(src / "50_50" / "train.txt", "a") as fh:
         fh.write("tiny\n")
-    run_cli("sample-noise", "--src", src, "-o", tmp_path / "n.h5")
+    res = run_cli("sample-noise", "--src", src, "-o", tmp_path / "n.h5", expect=1)
+    assert "'tiny' (6x5 pixels)" in res.output and "--grid <= 2" in res.output
+    assert not (tmp_path / "n.h5").exists() and not list(tmp_path.glob(".n.h5*"))
+    res = run_cli("build", "--src", src, "--total", "300", "-o", tmp_path / "o", expect=1)
+    assert "'tiny'" in res.output and not (tmp_path / "o").exists()
+    run_cli("sample-noise", "--src", src, "-o", tmp_path / "n.h5", "--grid", "2")
     with h5py.File(tmp_path / "n.h5") as f:
-        assert "tiny" not in {s.decode() for s in f["source_id"][()]} and f.attrs["images"] == 21
-    run_cli("build", "--src", src, "--total", "300", "-o", tmp_path / "o")
+        assert f.attrs["images"] == 21
+    run_cli("build", "--src", src, "--total", "300", "-o", tmp_path / "o", "--grid", "2", "--max-var", "1e6")
     kinds = {r["kind"] for r in manifest(tmp_path / "o") if r["source_id"] == "tiny"}
     assert kinds == {"original", "displaced", "negative"}
 
