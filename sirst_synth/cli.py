@@ -37,22 +37,60 @@ def _settings() -> Settings:
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the tool's own errors into one line per problem and exit status 1 (traceback with -v)."""
+    """Turn the tool's own errors, and file system errors, into one line per problem and exit
+    status 1 (traceback with -v)."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SirstSynthError as exc:
+        except (SirstSynthError, OSError) as exc:
             if _settings().verbose:
                 raise
             problems = getattr(exc, "problems", None)
-            for line in [str(p) for p in problems] if problems else [str(exc)]:
+            if problems:
+                lines = [str(p) for p in problems]
+            elif isinstance(exc, OSError):
+                lines = [f"{exc.filename or 'file system'}: {exc.strerror or exc}"]
+            else:
+                lines = [str(exc)]
+            for line in lines:
                 click.echo(f"error: {line}", err=True)
             if problems:
                 click.echo(f"error: {len(problems)} bad source id(s); {exc.hint}", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing is marked complete (finish with --resume)", err=True)
+            sys.exit(130)
 
     return wrapper
+
+
+class OptionValueError(click.ClickException):
+    """An option value out of its range: one line, exit status 1 (like every bad input)."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def in_range(low: float | None = None, high: float | None = None, odd: bool = False) -> Callable[..., Any]:
+    """A click callback refusing values outside [low, high] (and even values with ``odd``)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return value
+        name = param.opts[-1] if param.opts else param.name
+        if (low is not None and value < low) or (high is not None and value > high) or (odd and value % 2 == 0):
+            if low is not None and high is not None:
+                want = f"in [{low:g}, {high:g}]"
+            else:
+                want = f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else ""
+            if odd:
+                want = f"odd and {want}" if want else "odd"
+            raise OptionValueError(f"{name} must be {want}, got {value:g}")
+        return value
+
+    return check
 
 
 def _summary(text: str) -> None:
@@ -68,6 +106,8 @@ def _summary(text: str) -> None:
 def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Synthesise SIRST training data: noise sampling, Noise2Noise displacement, negatives."""
     ctx.obj = Settings(verbose, quiet)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -90,9 +130,17 @@ def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
     return value
 
 
-def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """-j, --skip-invalid, --force."""
+def run_options(fn: Callable[..., Any], resume: bool = True) -> Callable[..., Any]:
+    """-j, --backend, --scheduler, --skip-invalid, --force, --resume."""
+    if resume:
+        fn = click.option("--resume", is_flag=True,
+                          help="Finish an interrupted run in the output folder (same parameters and source required).")(fn)
     fn = click.option("--force", is_flag=True, help="Replace an existing output (its files written by this tool).")(fn)
+    fn = click.option("--scheduler", metavar="ADDRESS",
+                      help="dask.distributed scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")(fn)
+    fn = click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                      help="Where workers run: local processes, or a dask cluster (extra [dask]; "
+                           "workers must reach --src and -o by the same paths).")(fn)
     fn = click.option("--skip-invalid", is_flag=True,
                       help="Leave out bad source ids (recorded in sirst-synth.json) instead of stopping.")(fn)
     fn = click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=_jobs,
@@ -102,15 +150,31 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def noise_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--grid, --max-var, --max-mean."""
-    fn = click.option("--max-mean", default=255.0, show_default=True, type=float, help="Keep regions with 0 < mean < this.")(fn)
-    fn = click.option("--max-var", default=50.0, show_default=True, type=float, help="Keep regions with 0 < variance < this.")(fn)
-    fn = click.option("--grid", default=8, show_default=True, type=click.IntRange(min=1), help="Regions per side.")(fn)
+    fn = click.option("--max-mean", default=255.0, show_default=True, type=float, callback=in_range(0),
+                      help="Keep regions with 0 < mean < this.")(fn)
+    fn = click.option("--max-var", default=50.0, show_default=True, type=float, callback=in_range(0),
+                      help="Keep regions with 0 < variance < this.")(fn)
+    fn = click.option("--grid", default=8, show_default=True, type=int, callback=in_range(1),
+                      help="Regions per side (each region needs at least 2x2 pixels).")(fn)
     return fn
 
 
-ALPHA = click.FloatRange(0.0, 1.0)
 FIT = click.Choice(["resize", "tile"])
-SEED = click.IntRange(min=0)
+
+
+def alpha_option(fn: Callable[..., Any], default: float | None = None) -> Callable[..., Any]:
+    extra = {"default": default, "show_default": True} if default is not None else {"required": True}
+    return click.option("--alpha", type=float, callback=in_range(0.0, 1.0),
+                        help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)(fn)
+
+
+def s_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--s", "s", default=3, show_default=True, type=int, callback=in_range(1, odd=True),
+                        help="Window side (odd) rotated around each target.")(fn)
+
+
+def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--seed", default=0, show_default=True, type=int, callback=in_range(0))(fn)
 
 
 def _open(src: Path, split: str, train_list: str, test_list: str):
@@ -119,17 +183,27 @@ def _open(src: Path, split: str, train_list: str, test_list: str):
     return open_dataset(src, split, train_list, test_list)
 
 
-def _opts(n_jobs: int, skip_invalid: bool, force: bool):
+def _opts(n_jobs: int, skip_invalid: bool, force: bool, resume: bool = False):
     from sirst_synth.pipeline import RunOptions
 
-    return RunOptions(n_jobs=n_jobs, progress=_settings().progress, skip_invalid=skip_invalid, force=force)
+    if force and resume:
+        raise OptionValueError("--force and --resume exclude each other: --force starts again, --resume finishes")
+    return RunOptions(n_jobs=n_jobs, progress=_settings().progress, skip_invalid=skip_invalid, force=force,
+                      resume=resume)
+
+
+def _workers(backend: str, scheduler: str | None):
+    from sirst_synth.parallel import workers
+
+    return workers(backend, scheduler)
 
 
 def _counts_line(command: str, s: dict) -> str:
     parts = [f"{s['train']} train ({s['original']} original, {s['displaced']} displaced, {s['negative']} negative)",
              f"{s['test']} test"]
     skipped = f", {s['skipped']} skipped" if s["skipped"] else ""
-    return f"{command}: {' + '.join(parts)} images{skipped} -> {s['out']} in {s['seconds']:.1f} s"
+    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(s.get("resumed"), "")
+    return f"{command}: {' + '.join(parts)} images{skipped} -> {s['out']}{how} in {s['seconds']:.1f} s"
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -140,13 +214,18 @@ def _counts_line(command: str, s: dict) -> str:
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Noise bank file (HDF5).")
 @run_options
 @friendly_errors
-def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean, out, n_jobs, skip_invalid, force):
+def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean, out, n_jobs, backend, scheduler,
+                     skip_invalid, force, resume):
     """Cut noise-prone regions of the train images into a noise bank (HDF5)."""
     from sirst_synth.pipeline import sample_noise
     from sirst_synth.scan import NoiseParams
 
+    if resume:
+        raise OptionValueError("sample-noise writes one file at the end, so there is nothing to resume; "
+                               "run it again (with --force to replace the file)")
     ds = _open(src, split, train_list, test_list)
-    s = sample_noise(ds, out, NoiseParams(grid, max_var, max_mean), _opts(n_jobs, skip_invalid, force))
+    with _workers(backend, scheduler):
+        s = sample_noise(ds, out, NoiseParams(grid, max_var, max_mean), _opts(n_jobs, skip_invalid, force))
     _summary(f"sample-noise: {s['patches']} patches from {s['images_with_patches']} of {s['images']} train images"
              f"{', %d skipped' % s['skipped'] if s['skipped'] else ''} -> {out} in {s['seconds']:.1f} s")
 
@@ -155,25 +234,29 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
 @source_options
 @click.option("--noise", "noise_path", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Noise bank from sample-noise.")
-@click.option("--alpha", required=True, type=ALPHA, help="Noise weight a in I_mix = a*N + (1-a)*I.")
-@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1), help="Displaced versions per train image.")
+@alpha_option
+@click.option("--rounds", default=1, show_default=True, type=int, callback=in_range(1),
+              help="Displaced versions per train image.")
 @click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@seed_option
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @run_options
 @friendly_errors
-def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, fit, seed, out, n_jobs, skip_invalid, force):
+def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, fit, seed, out, n_jobs, backend,
+                 scheduler, skip_invalid, force, resume):
     """Copy a dataset and add Noise2Noise-displaced versions of its train images."""
     from sirst_synth.pipeline import displace_dataset
 
     ds = _open(src, split, train_list, test_list)
-    s = displace_dataset(ds, noise_path, out, alpha, rounds, fit, seed, _opts(n_jobs, skip_invalid, force))
+    opts = _opts(n_jobs, skip_invalid, force, resume)
+    with _workers(backend, scheduler):
+        s = displace_dataset(ds, noise_path, out, alpha, rounds, fit, seed, opts)
     _summary(_counts_line("displace", s))
 
 
 @main.command("negaug")
 @source_options
-@click.option("--s", "s", default=3, show_default=True, type=int, help="Window side (odd) rotated around each target.")
+@s_option
 @click.option("--only", "kinds", multiple=True, default=("original", "displaced"), show_default=True,
               type=click.Choice(["original", "displaced"]),
               help="Negate only train images of this kind (repeatable; kind from the manifest, 'original' "
@@ -181,45 +264,54 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @run_options
 @friendly_errors
-def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, skip_invalid, force):
+def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Copy a dataset and add the rotated negatives of every target of its train images."""
     from sirst_synth.pipeline import negaug_dataset
 
     ds = _open(src, split, train_list, test_list)
-    summary = negaug_dataset(ds, out, s, kinds, _opts(n_jobs, skip_invalid, force))
+    opts = _opts(n_jobs, skip_invalid, force, resume)
+    with _workers(backend, scheduler):
+        summary = negaug_dataset(ds, out, s, kinds, opts)
     _summary(_counts_line("negaug", summary))
 
 
 @main.command("build")
 @source_options
-@click.option("--alpha", default=0.1, show_default=True, type=ALPHA, help="Noise weight a in I_mix = a*N + (1-a)*I.")
-@click.option("--s", "s", default=3, show_default=True, type=int, help="Window side (odd) rotated around each target.")
-@click.option("-o", "--out", default=Path("SIRST-5K"), show_default=True, type=click.Path(path_type=Path),
-              help="Output dataset folder.")
-@click.option("--total", default=5562, show_default=True, type=click.IntRange(min=1),
+@click.option("--alpha", default=0.1, show_default=True, type=float, callback=in_range(0.0, 1.0),
+              help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].")
+@s_option
+@click.option("-o", "--out", default=None, type=click.Path(path_type=Path),
+              help="Output dataset folder, or HDF5 file with --format h5.  [default: SIRST-5K or SIRST-5K.h5]")
+@click.option("--format", "fmt", type=click.Choice(["png", "h5"]), default="png", show_default=True,
+              help="png: the DNANet folder layout. h5: one HDF5 file (images, masks, ids, splits, manifest), "
+                   "built through the folder OUT.building/, removed once the file is complete.")
+@click.option("--total", default=5562, show_default=True, type=int, callback=in_range(1),
               help="Training images in the output, originals included.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@seed_option
 @click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
 @noise_options
 @run_options
 @friendly_errors
-def build_cmd(src, split, train_list, test_list, alpha, s, out, total, seed, fit, grid, max_var, max_mean,
-              n_jobs, skip_invalid, force):
+def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, total, seed, fit, grid, max_var, max_mean,
+              n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Build the SIRST-5K training set (noise bank, displacement, negatives) from a source dataset."""
-    from sirst_synth.pipeline import build
+    from sirst_synth.pipeline import build, build_h5
     from sirst_synth.scan import NoiseParams
 
     ds = _open(src, split, train_list, test_list)
-    summary = build(ds, out, alpha, s, total, seed, NoiseParams(grid, max_var, max_mean), fit,
-                    _opts(n_jobs, skip_invalid, force))
+    opts = _opts(n_jobs, skip_invalid, force, resume)
+    run = build if fmt == "png" else build_h5
+    out = out or Path("SIRST-5K" if fmt == "png" else "SIRST-5K.h5")
+    with _workers(backend, scheduler):
+        summary = run(ds, out, alpha, s, total, seed, NoiseParams(grid, max_var, max_mean), fit, opts)
     _summary(_counts_line("build", summary))
 
 
 @main.command("demo-data")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("-n", "--images", "n_images", default=40, show_default=True, type=click.IntRange(min=2),
+@click.option("-n", "--images", "n_images", default=40, show_default=True, type=int, callback=in_range(2),
               help="Images in all (half train, half test).")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@seed_option
 @friendly_errors
 def demo_data_cmd(out, n_images, seed):
     """Write a small synthetic SIRST-like dataset (no download needed)."""
