@@ -148,8 +148,8 @@ def _sizes_text(part: dict, shown: int = 4) -> str:
         return _counter_text(sizes)
     r = part["size_range"]
     first = dict(list(sizes.items())[:shown])
-    return (f"{len(sizes)} distinct (width {r['width'][0]}..{r['width'][1]}, height {r['height'][0]}..{r['height'][1]});"
-            f" most common {_counter_text(first)}")
+    (w0, w1), (h0, h1) = r["width"], r["height"]
+    return f"{len(sizes)} distinct (width {w0}..{w1}, height {h0}..{h1}); most common {_counter_text(first)}"
 
 
 def format_info(info: dict) -> str:

@@ -64,7 +64,8 @@ def _summary(text: str) -> None:
 
 def dataset_options(fn):
     """DIR, --split, --train-list, --test-list."""
-    fn = click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")(fn)
+    fn = click.option("--test-list", default="test.txt", show_default=True,
+                      help="Test list file name in the split folder.")(fn)
     fn = click.option("--train-list", default="train.txt", show_default=True,
                       help="Train list file name in the split folder (SIRST: trainval.txt).")(fn)
     fn = click.option("--split", default=None,
@@ -76,7 +77,8 @@ def dataset_options(fn):
 @click.command("preview")
 @dataset_options
 @click.option("--id", "ids", multiple=True,
-              help="Show this image (repeatable): a source id, a displaced id (that round) or a negative id (its group).")
+              help="Show this image (repeatable): a source id, a displaced id (that round) "
+                   "or a negative id (its group).")
 @click.option("-n", "n_rows", default=8, show_default=True, type=click.IntRange(min=1),
               help="Rows: source images drawn at random (without --id).")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the random choice of rows.")
@@ -106,8 +108,8 @@ def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, ro
     record = build_record(ds) or {}
     params = record.get("parameters") or {}
     counts = record.get("counts") or {}
-    header = [f"{dataset}: " + ", ".join(f"{counts[k]} {k}" for k in ("train", "original", "displaced", "negative", "test")
-                                         if k in counts),
+    kinds = ("train", "original", "displaced", "negative", "test")
+    header = [f"{dataset}: " + ", ".join(f"{counts[k]} {k}" for k in kinds if k in counts),
               f"{record.get('command', 'built')}: " + " ".join(f"{k}={v}" for k, v in params.items())]
     sheet = preview_sheet(ds, rows, s=int(params.get("s", 3)), tile=tile, header=header)
     _write_sheet(out, sheet)

@@ -328,8 +328,8 @@ def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds, manifest: dict[str,
         _text_lines(sheet, layout, r, 1, [row.displaced, f"displaced: round {d['round']}, alpha {d['alpha']}",
                                           f"noise: {d['noise_source_id']} cell ({d['noise_row']},{d['noise_col']})"])
         if windows and original is not None and original.shape[:2] == base_image.shape[:2]:
-            _draw_inset(sheet, original, windows[0], layout.inset_origin(r, 1, 0), layout.z, OUTLINE, "original t1", lw)
-            _draw_inset(sheet, base_image, windows[0], layout.inset_origin(r, 1, 1), layout.z, OUTLINE, "displaced t1", lw)
+            for which, (image, label) in enumerate(((original, "original t1"), (base_image, "displaced t1"))):
+                _draw_inset(sheet, image, windows[0], layout.inset_origin(r, 1, which), layout.z, OUTLINE, label, lw)
     else:
         _text_lines(sheet, layout, r, 1, ["no displaced image"])
 

@@ -195,6 +195,7 @@ def test_noise_sheet_shows_the_bank_patches(bank, tmp_path):
         y, x = layout.cell(i)
         for shown, expected in ((sheet, stretched), (raw_sheet, np.clip(np.rint(patch), 0, 255).astype(np.uint8))):
             block = shown[y : y + ph * z, x : x + pw * z]
-            np.testing.assert_array_equal(block, np.kron(expected, np.ones((z, z), dtype=np.uint8))[..., None].repeat(3, 2))
+            zoomed = np.kron(expected, np.ones((z, z), dtype=np.uint8))
+            np.testing.assert_array_equal(block, np.repeat(zoomed[..., None], 3, axis=2))
     r = run_cli("preview-noise", tmp_path / "bank.png", "-o", tmp_path / "x.png", expect=1)
     assert "not a readable noise bank" in r.output
