@@ -9,10 +9,8 @@ from pathlib import Path
 
 import click
 
-from sirst_synth.cli import _jobs, _settings, friendly_errors
+from sirst_synth.cli import _jobs, _settings, friendly_errors, in_range
 from sirst_synth.errors import SirstSynthError
-
-SEED = click.IntRange(min=0)
 
 
 class SheetOutputError(SirstSynthError):
@@ -79,12 +77,13 @@ def dataset_options(fn):
 @click.option("--id", "ids", multiple=True,
               help="Show this image (repeatable): a source id, a displaced id (that round) "
                    "or a negative id (its group).")
-@click.option("-n", "n_rows", default=8, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "n_rows", default=8, show_default=True, type=int, callback=in_range(1),
               help="Rows: source images drawn at random (without --id).")
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the random choice of rows.")
-@click.option("--round", "round_", type=click.IntRange(min=0),
+@click.option("--seed", default=0, show_default=True, type=int, callback=in_range(0),
+              help="Seed of the random choice of rows.")
+@click.option("--round", "round_", type=int, callback=in_range(0),
               help="Show the displaced image of this round [default: each source's lowest round].")
-@click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32),
+@click.option("--tile", default=256, show_default=True, type=int, callback=in_range(32),
               help="Side of each image's box on the sheet, pixels (images are scaled to fit).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Sheet file (.png).")
 @click.option("--force", is_flag=True, help="Replace an existing sheet file.")
@@ -119,9 +118,10 @@ def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, ro
 
 @click.command("preview-noise")
 @click.argument("bank_path", metavar="NOISE.h5", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("-n", "n_patches", default=64, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "n_patches", default=64, show_default=True, type=int, callback=in_range(1),
               help="Patches on the sheet, drawn at random.")
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the random choice of patches.")
+@click.option("--seed", default=0, show_default=True, type=int, callback=in_range(0),
+              help="Seed of the random choice of patches.")
 @click.option("--raw", is_flag=True, help="Draw the patches' own values instead of stretching each to its min..max.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Sheet file (.png).")
 @click.option("--force", is_flag=True, help="Replace an existing sheet file.")

@@ -169,6 +169,8 @@ def test_preview_is_deterministic_and_refuses_bad_input(built, demo, tmp_path):
     r = run_cli("preview", built, "--round", "7", "-o", tmp_path / "f.png", expect=1)
     assert "no displaced image of round 7" in r.output
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "f.png").exists()
+    r = run_cli("preview", built, "-n", "0", "-o", tmp_path / "g.png", expect=1)
+    assert r.output.strip() == "error: -n must be >= 1, got 0"
 
 
 def test_noise_sheet_shows_the_bank_patches(bank, tmp_path):
