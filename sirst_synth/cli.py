@@ -126,7 +126,7 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
     if value == 0:
-        raise click.BadParameter("0 workers; use N > 0, or -1 for all cores (-2: all but one)")
+        raise OptionValueError("-j 0 means 0 workers; use N > 0, or -1 for all cores (-2: all but one)")
     return value
 
 

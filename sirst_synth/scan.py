@@ -162,9 +162,13 @@ def scan(
     noise: NoiseParams | None = None,
     bank: NoiseBankWriter | None = None,
 ) -> ScanResult:
-    """Validate every id of ``parts``; with ``bank``, sample noise from the train images into it."""
+    """Validate every id of ``parts``; with ``bank``, sample noise from the train images into it.
+
+    Both split lists are checked for duplicates and train/test leakage, whichever parts are read.
+    """
     ids = {part: ds.ids(part) for part in parts}
-    result = ScanResult(problems=duplicate_problems(ds, ids))
+    listed = {part: ids[part] if part in ids else ds.ids(part) for part in ("train", "test")}
+    result = ScanResult(problems=duplicate_problems(ds, listed))  # leakage even when only train is read
     result.problems += [Problem("-", p, f"{ds.split_file(p)} lists no id") for p in parts if not ids[p]]
     if result.problems:
         return result

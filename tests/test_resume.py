@@ -1,0 +1,153 @@
+"""An interrupted build (SIGKILL) resumes exactly: byte-identical to an uninterrupted build.
+
+The build runs as a real process; the test watches its state folder and kills the whole process
+group (parent and workers) at three points: while copying the sources, in round 0 of the units,
+and in the last batch (round 1). ``--resume`` must then finish it to the same files and manifest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+TOTAL = "900"
+STATE = ".sirst-synth-partial"
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory) -> Path:
+    """80 train images with about 400 targets: round 0 yields about 680 images, round 1 the rest."""
+    root = tmp_path_factory.mktemp("resume") / "src"
+    run_cli("demo-data", root, "-n", "160")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(src: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "out"
+    run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "-j", "2")
+    return out
+
+
+def lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def build_cmd(src: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sirst_synth", "-q", "build", "--src", str(src), "--total", TOTAL,
+            "-o", str(out), "-j", "2", *extra]
+
+
+def kill_when(src: Path, out: Path, ready: Callable[[Path], bool], timeout: float = 120.0) -> None:
+    """Start a build and SIGKILL its process group as soon as ``ready(state folder)`` holds."""
+    proc = subprocess.Popen(build_cmd(src, out), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready(out / STATE):
+            assert proc.poll() is None, "the build ended before the kill point"
+            assert time.monotonic() < deadline, "kill point not reached"
+            time.sleep(0.002)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file's bytes by relative path, sirst-synth.json less its run-specific fields."""
+    got = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name == "sirst-synth.json":
+                info = json.loads(data)
+                for key in ("elapsed_seconds", "resumed"):
+                    info.pop(key)
+                data = json.dumps(info, sort_keys=True).encode()
+            got[path.relative_to(root).as_posix()] = data
+    return got
+
+
+def copying(state: Path) -> bool:
+    return 3 <= lines(state / "copies.jsonl") and not (state / "units.jsonl").exists()
+
+
+def round_0(state: Path) -> bool:
+    return 5 <= lines(state / "units.jsonl")
+
+
+def last_batch(state: Path) -> bool:
+    return 85 <= lines(state / "units.jsonl")  # round 0 visits the 80 train images: this is round 1
+
+
+@pytest.mark.parametrize("point", [copying, round_0, last_batch], ids=lambda p: p.__name__)
+def test_killed_build_resumes_to_the_uninterrupted_dataset(src, reference, tmp_path, point):
+    out = tmp_path / "out"
+    kill_when(src, out, point)
+    state = out / STATE
+    assert state.is_dir() and not (out / "sirst-synth.json").exists() and not (out / "manifest.csv").exists()
+    if point is copying:
+        assert lines(state / "copies.jsonl") < 160 and not (state / "units.jsonl").exists()
+    elif point is round_0:
+        assert lines(state / "units.jsonl") < 80
+    else:
+        assert 85 <= lines(state / "units.jsonl") < 99
+    assert run_cli("verify", out, expect=1).exit_code == 1          # not complete, and says so
+
+    res = subprocess.run(build_cmd(src, out), capture_output=True, text=True)
+    assert res.returncode == 1 and "use --resume to finish it" in res.stderr
+
+    res = subprocess.run(build_cmd(src, out, "--resume"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert files(out) == files(reference)
+    assert json.loads((out / "sirst-synth.json").read_text())["resumed"] is True
+    run_cli("verify", out)
+
+
+def test_resume_refuses_other_parameters_or_a_changed_source(src, tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(src, source)
+    out = tmp_path / "out"
+    kill_when(source, out, round_0)
+    res = run_cli("build", "--src", source, "--total", TOTAL, "-o", out, "--alpha", "0.2", "--resume", expect=1)
+    assert "--resume needs the parameters it was built with: alpha was 0.1, now 0.2" in res.output
+    first = (source / "50_50" / "train.txt").read_text().split()[0]
+    image = source / "images" / f"{first}.png"
+    shutil.copy(source / "images" / f"{(source / '50_50' / 'train.txt').read_text().split()[1]}.png", image)
+    res = run_cli("build", "--src", source, "--total", TOTAL, "-o", out, "--resume", expect=1)
+    assert "the source changed since it was built" in res.output
+    assert not (out / "sirst-synth.json").exists()
+
+
+def test_resume_of_a_complete_build_does_nothing(reference, src, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    before = files(out)
+    res = run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "--resume")
+    assert "(already complete)" in res.output
+    assert files(out) == before
+    res = run_cli("build", "--src", src, "--total", "901", "-o", out, "--resume", expect=1)
+    assert "total was 900, now 901" in res.output
+
+
+def test_resume_with_nothing_there_builds_afresh(src, reference, tmp_path):
+    out = tmp_path / "new"
+    run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "-j", "2", "--resume")
+    assert files(out) == files(reference)
