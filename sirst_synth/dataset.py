@@ -7,6 +7,7 @@
     ROOT/manifest.csv        (built datasets only) provenance, one row per image
 
 This is the one reader of that layout: the build, the stage commands and the trainer use it.
+:func:`open_dataset` also opens a build packed into one HDF5 file (:mod:`sirst_synth.h5store`).
 """
 from __future__ import annotations
 
@@ -15,13 +16,19 @@ from sirst_synth.errors import SirstSynthError
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sirst_synth import imageio
 from sirst_synth.manifest import COLUMNS
 
+if TYPE_CHECKING:
+    from sirst_synth.h5store import H5Dataset
+
 PARTS = ("train", "test")
+#: the split folder of NUDT-SIRST and of every build
+DEFAULT_SPLIT = "50_50"
 MANIFEST_NAME = "manifest.csv"
 INFO_NAME = "sirst-synth.json"
 
@@ -105,13 +112,28 @@ class Dataset:
 
 
 def open_dataset(
-    root: str | Path, split: str = "50_50", train_list: str = "train.txt", test_list: str = "test.txt"
-) -> Dataset:
-    """Open a dataset folder; raise :class:`DatasetError` when it is not in the expected layout."""
+    root: str | Path, split: str | None = None, train_list: str = "train.txt", test_list: str = "test.txt",
+    *, allow_hdf5: bool = True,
+) -> Dataset | H5Dataset:
+    """Open a dataset: a folder in the layout above, or (``allow_hdf5``) an HDF5 file written by
+    ``build --format h5``, read through :class:`sirst_synth.h5store.H5Dataset`.
+
+    ``split`` defaults to :data:`DEFAULT_SPLIT` for a folder and to the file's own split for an
+    HDF5 file; ``train_list`` and ``test_list`` name files of the folder layout (an HDF5 file
+    holds its train and test lists itself). Raise :class:`DatasetError` when ``root`` is neither.
+    """
     root = Path(root)
+    if root.is_file():
+        from sirst_synth.h5store import H5Dataset, is_hdf5_file
+
+        if not is_hdf5_file(root):
+            raise DatasetError(f"{root}: is a file but not an HDF5 dataset; give a dataset folder or a .h5 file")
+        if not allow_hdf5:
+            raise DatasetError(f"{root}: an HDF5 dataset can be trained on, not used as a source; give the dataset folder")
+        return H5Dataset(root, split)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
-    ds = Dataset(root, split, train_list, test_list)
+    ds = Dataset(root, DEFAULT_SPLIT if split is None else split, train_list, test_list)
     for part in PARTS:
         path = ds.split_file(part)
         if not path.is_file():
@@ -119,4 +141,3 @@ def open_dataset(
             hint = f"; split lists found: {', '.join(found)}" if found else ""
             raise DatasetError(f"{path}: split file not found{hint}")
     return ds
-

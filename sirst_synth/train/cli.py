@@ -14,6 +14,7 @@ from click.core import ParameterSource
 SMOKE_PRESET = {"width": 8, "crop": 64, "epochs": 1, "batch_size": 4}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 POSITIVE = click.IntRange(min=1)
+SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -25,12 +26,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 @click.command("train")
-@click.option("--data", type=click.Path(file_okay=False), help="Training dataset (DNANet layout). Required unless --resume.")
-@click.option("--split", default="50_50", show_default=True, help="Split folder of the lists.")
+@click.option("--data", type=click.Path(),
+              help="Training dataset: a folder (DNANet layout) or a build --format h5 file. Required unless --resume.")
+@click.option("--split", help=SPLIT_HELP)
 @click.option("--train-list", default="train.txt", show_default=True,
               help="Train list file name in the split folder (SIRST: trainval.txt).")
 @click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
-@click.option("--eval-data", type=click.Path(file_okay=False),
+@click.option("--eval-data", type=click.Path(),
               help="Dataset whose test split scores each epoch [default: the --data test split].")
 @click.option("--epochs", default=1500, show_default=True, type=POSITIVE)
 @click.option("--batch-size", default=256, show_default=True, type=POSITIVE)
@@ -88,8 +90,9 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint (last.pt or best.pt) to score.")
 @click.option("--pred", type=click.Path(file_okay=False),
               help="Folder of predicted masks <id>.png (> 127 is target) to score instead of a model.")
-@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset with the ground truth.")
-@click.option("--split", default="50_50", show_default=True, help="Split folder of the lists.")
+@click.option("--data", required=True, type=click.Path(),
+              help="Dataset with the ground truth: a folder or a build --format h5 file.")
+@click.option("--split", help=SPLIT_HELP)
 @click.option("--train-list", default="train.txt", show_default=True, help="Train list file name in the split folder.")
 @click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
 @click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True,
@@ -100,7 +103,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
 def eval_command(
-    checkpoint: str | None, pred: str | None, data: str, split: str, train_list: str, test_list: str,
+    checkpoint: str | None, pred: str | None, data: str, split: str | None, train_list: str, test_list: str,
     part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int,
 ) -> None:
     """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
@@ -123,7 +126,7 @@ def eval_command(
     if as_json:
         click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}))
     else:
-        click.echo(f"{checkpoint or pred} on {data} ({split}/{part})")
+        click.echo(f"{checkpoint or pred} on {data} ({ds.split}/{part})")
         click.echo(format_table(result))
 
 

@@ -47,7 +47,7 @@ class TrainConfig:
 
     data: str
     out: str
-    split: str = "50_50"
+    split: str | None = None  # None: 50_50 for a folder, the file's own split for an .h5 dataset
     train_list: str = "train.txt"
     test_list: str = "test.txt"
     eval_data: str | None = None

@@ -1,0 +1,255 @@
+"""``build --format h5`` storage (SPEC section 6): one HDF5 file that reads back as the PNG build."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import pickle
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import run_cli
+from sirst_synth import h5store
+from sirst_synth.dataset import Dataset, DatasetError, open_dataset
+from sirst_synth.h5store import H5Dataset, pack_dataset
+from sirst_synth.manifest import COLUMNS
+
+SPLIT = "50_50"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> Path:
+    """A 200-image build of the demo data (220 images with the test split)."""
+    tmp = tmp_path_factory.mktemp("h5")
+    run_cli("demo-data", tmp / "demo")
+    run_cli("build", "--src", tmp / "demo", "-o", tmp / "build", "--total", "200", "-j", "1")
+    return tmp / "build"
+
+
+@pytest.fixture(scope="module")
+def packed(build: Path) -> Path:
+    out = build.parent / "build.h5"
+    summary = pack_dataset(build, out, SPLIT, n_jobs=2)
+    assert summary["images"] == 220 and summary["train"] == 200 and summary["test"] == 20
+    assert summary["bytes"] == out.stat().st_size
+    return out
+
+
+def manifest_csv(rows) -> str:
+    """CSV text as the build writes manifest.csv (header first, LF line ends)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def all_ids(ds: Dataset | H5Dataset) -> list[str]:
+    return ds.ids("train") + ds.ids("test")
+
+
+def assert_same_pixels(png: Dataset, h5: H5Dataset) -> int:
+    """Every image and mask of ``png`` equals the one read from ``h5``; returns the count."""
+    ids = all_ids(png)
+    for id_ in ids:
+        want, got = png.read_image(id_), h5.read_image(id_)
+        assert (got.dtype, got.shape) == (want.dtype, want.shape), id_
+        assert np.array_equal(got, want), id_
+        want, got = png.read_mask(id_), h5.read_mask(id_)
+        assert (got.dtype, got.shape) == (want.dtype, want.shape), id_
+        assert np.array_equal(got, want), id_
+    return len(ids)
+
+
+def test_every_image_and_mask_reads_back_equal(build: Path, packed: Path) -> None:
+    png, h5 = open_dataset(build), open_dataset(packed)
+    assert assert_same_pixels(png, h5) == 220
+    first = png.ids("train")[0]
+    assert np.array_equal(h5.read_gray(first), png.read_gray(first)) and h5.read_gray(first).dtype == np.float32
+
+
+def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> None:
+    # NUDT-SIRST stores gray as RGB: the file must keep (H, W, 3), as the PNG reader returns it
+    copy = tmp_path / "rgb"
+    shutil.copytree(build, copy)
+    from sirst_synth import imageio
+
+    ds = Dataset(copy, SPLIT)
+    rows = ds.manifest()
+    for id_ in all_ids(ds)[:5]:
+        gray = ds.read_image(id_)
+        data = imageio.encode_png(np.dstack([gray, gray, 255 - gray]))
+        (copy / "images" / f"{id_}.png").write_bytes(data)
+        rows[id_]["sha256_image"] = imageio.sha256(data)
+    (copy / "manifest.csv").write_text(manifest_csv(rows.values()))
+    pack_dataset(copy, tmp_path / "rgb.h5", SPLIT)
+    h5 = open_dataset(tmp_path / "rgb.h5")
+    assert assert_same_pixels(ds, h5) == 220
+    assert h5.read_image(all_ids(ds)[0]).shape == (256, 256, 3)
+    assert h5.read_image(all_ids(ds)[5]).ndim == 2
+
+
+def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
+    png, h5 = open_dataset(build), open_dataset(packed)
+    assert h5.split == SPLIT
+    assert h5.ids("train") == png.ids("train") and h5.ids("test") == png.ids("test")
+    assert h5.manifest() == png.manifest()
+    assert list(h5.manifest()) == list(png.manifest())  # manifest order
+    assert h5.groups() == png.groups()
+    assert h5.info() == json.loads((build / "sirst-synth.json").read_text())
+    # the manifest columns rewrite manifest.csv byte for byte
+    assert manifest_csv(h5.manifest().values()).encode() == (build / "manifest.csv").read_bytes()
+
+
+def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
+    with h5py.File(packed, "r") as f:
+        assert f.attrs["format"] == h5store.FORMAT and f.attrs["format_version"] == 1
+        assert f.attrs["split"] == SPLIT
+        assert f.attrs["info"] == (build / "sirst-synth.json").read_text()
+        ids = f["ids"].asstr()[()].tolist()
+        assert ids == list(Dataset(build, SPLIT).manifest())
+        assert f[f"splits/{SPLIT}/train"].asstr()[()].tolist() == Dataset(build, SPLIT).ids("train")
+        assert sorted(f["manifest"]) == sorted(COLUMNS)
+        assert sorted(f["images"]) == sorted(ids) == sorted(f["masks"])
+        for group in ("images", "masks"):
+            for id_ in ids:
+                dset = f[group][id_]
+                assert dset.dtype == np.uint8
+                assert dset.chunks == dset.shape  # one chunk per image
+                assert dset.compression == "gzip"
+                assert dset.id.get_num_chunks() == 1
+
+
+def test_packing_is_deterministic_for_any_worker_count(build: Path, packed: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.h5"
+    pack_dataset(build, again, SPLIT, progress=True, n_jobs=1)
+    assert again.read_bytes() == packed.read_bytes()
+
+
+def test_open_dataset_dispatches_on_the_file(build: Path, packed: Path) -> None:
+    assert type(open_dataset(build)) is Dataset
+    h5 = open_dataset(packed)
+    assert type(h5) is H5Dataset and h5.split == SPLIT and h5.root == packed
+    assert open_dataset(packed, SPLIT, "trainval.txt").ids("train") == h5.ids("train")  # list names: folders only
+    with pytest.raises(DatasetError, match="no split 'idx_427' in the file; it has: 50_50$"):
+        open_dataset(packed, "idx_427")
+    with pytest.raises(DatasetError, match="not used as a source"):
+        open_dataset(packed, allow_hdf5=False)
+
+
+def test_unknown_id_names_the_file_and_the_id(packed: Path) -> None:
+    h5 = open_dataset(packed)
+    with pytest.raises(DatasetError) as err:
+        h5.read_image("nope")
+    assert str(err.value) == f"{packed}: no image for id 'nope'"
+    with pytest.raises(DatasetError, match="no mask for id 'nope'"):
+        h5.read_mask("nope")
+
+
+def test_bad_files_are_one_line_errors(packed: Path, tmp_path: Path) -> None:
+    not_h5 = tmp_path / "x.png"
+    not_h5.write_bytes(b"\x89PNG not really")
+    other = tmp_path / "bank.h5"
+    with h5py.File(other, "w") as f:
+        f["pixels"] = np.zeros(3)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(packed.read_bytes()[:4096])
+    cases = {not_h5: "is a file but not an HDF5 dataset", other: "an HDF5 file but not a sirst-synth dataset",
+             cut: "not a readable HDF5 file"}
+    for path, message in cases.items():
+        with pytest.raises(DatasetError) as err:
+            open_dataset(path)
+        assert message in str(err.value) and str(path) in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_eval_command_reports_a_bad_file_as_one_line(packed: Path, tmp_path: Path) -> None:
+    from sirst_synth.train.cli import eval_command
+
+    result = CliRunner().invoke(eval_command, ["--pred", str(tmp_path), "--data", str(packed), "--split", "nope"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {packed}: no split 'nope' in the file; it has: 50_50"]
+
+
+def test_a_failed_pack_leaves_no_output(build: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "changed"
+    shutil.copytree(build, copy)
+    id_ = Dataset(copy, SPLIT).ids("train")[7]
+    (copy / "images" / f"{id_}.png").write_bytes((copy / "images" / f"{Dataset(copy, SPLIT).ids('train')[8]}.png").read_bytes())
+    out = tmp_path / "out.h5"
+    with pytest.raises(DatasetError, match=f"{id_}.png: SHA-256 differs from manifest.csv"):
+        pack_dataset(copy, out, SPLIT)
+    assert list(tmp_path.glob("*.h5*")) == [] and list(tmp_path.glob(".*")) == []
+    (copy / "sirst-synth.json").unlink()
+    with pytest.raises(DatasetError, match="sirst-synth.json: not found; only a complete build can be packed"):
+        pack_dataset(copy, out, SPLIT)
+
+
+def test_an_interrupted_pack_keeps_the_old_file(build: Path, packed: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"previous")
+    calls = []
+    real = h5store._write_pixels
+
+    def interrupt(*args):
+        calls.append(1)
+        if len(calls) == 50:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(h5store, "_write_pixels", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pack_dataset(build, out, SPLIT)
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]  # no temporary file left
+
+
+def _first_pixels(ds: H5Dataset) -> tuple[int, int]:
+    id_ = ds.ids("train")[0]
+    return int(ds.read_image(id_).sum()), int(ds.read_mask(id_).sum())
+
+
+def test_reader_works_after_fork_and_pickle(packed: Path) -> None:
+    h5 = open_dataset(packed)
+    want = _first_pixels(h5)  # the parent's handle is open before the fork
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_first_pixels, [h5, h5]) == [want, want]
+    assert _first_pixels(pickle.loads(pickle.dumps(h5))) == want
+
+
+def test_train_and_eval_read_the_file_as_the_folder(build: Path, packed: Path, tmp_path: Path) -> None:
+    from sirst_synth.train.cli import eval_command, train_command
+
+    runner = CliRunner()
+    summaries = {}
+    for name, data, workers in (("h5", packed, "2"), ("png", build, "0")):
+        run = tmp_path / name
+        result = runner.invoke(train_command, ["--data", str(data), "--smoke", "--crop", "32", "--steps-per-epoch", "2",
+                                               "--workers", workers, "--device", "cpu", "-o", str(run)])
+        assert result.exit_code == 0, result.output
+        summaries[name] = json.loads((run / "metrics.json").read_text())
+    assert summaries["h5"]["last"]["loss"] == summaries["png"]["last"]["loss"]
+    assert summaries["h5"]["normalisation"] == summaries["png"]["normalisation"]
+    scores = {}
+    for data in (packed, build):
+        result = runner.invoke(eval_command, ["--checkpoint", str(tmp_path / "h5" / "last.pt"), "--data", str(data),
+                                              "--device", "cpu", "--json"])
+        assert result.exit_code == 0, result.output
+        scores[data] = json.loads(result.stdout)
+    assert scores[packed] == scores[build] and scores[packed]["images"] == 20
+
+
+def test_nudt_build_packs_every_image(nudt_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "SIRST-5K.h5"
+    summary = pack_dataset(nudt_build, out, SPLIT, n_jobs=2)
+    assert (summary["images"], summary["train"], summary["test"]) == (6226, 5562, 664)
+    png, h5 = open_dataset(nudt_build), open_dataset(out)
+    assert h5.manifest() == png.manifest()
+    assert assert_same_pixels(png, h5) == 6226
+    assert h5.read_image(h5.ids("test")[0]).shape == (256, 256, 3)  # NUDT-SIRST: gray stored as RGB
