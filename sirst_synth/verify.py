@@ -275,13 +275,16 @@ def verify_report(root: Path, n_jobs: int = 1, progress: bool = False) -> Report
     """Check the dataset at ``root``; raise :class:`VerifyError` when it cannot be checked at all."""
     root = Path(root)
     if not root.is_dir():
-        raise VerifyError(f"{root}: not a folder" if root.exists() else f"{root}: folder not found")
+        if not root.exists():
+            raise VerifyError(f"{root}: folder not found")
+        hdf5 = " (an HDF5 build: verify checks folder builds only)" if root.suffix in (".h5", ".hdf5") else ""
+        raise VerifyError(f"{root}: not a folder{hdf5}")
     report = Report(root)
     info = _read_info(root, report)
     split = _split_from_info(info, report)
     rows = _read_manifest(root, report)
     report.images = len(rows)
-    if split is None and info is None:
+    if split is None:  # the json cannot say: the one folder holding both lists
         split = _guess_split(root)
     report.problems += _check_files(rows, root, n_jobs, progress)
     expected = {MANIFEST_NAME, INFO_NAME}

@@ -189,6 +189,9 @@ def test_unusable_folders_stop_with_one_error(copy, tmp_path):
     (copy / "manifest.csv").unlink()
     result = run_cli("verify", copy, expect=1)
     assert result.output.startswith(f"error: {copy}/manifest.csv: not found; {copy} is not a finished sirst-synth dataset")
+    (tmp_path / "SIRST-5K.h5").write_bytes(b"")
+    result = run_cli("verify", tmp_path / "SIRST-5K.h5", expect=1)
+    assert result.output == f"error: {tmp_path / 'SIRST-5K.h5'}: not a folder (an HDF5 build: verify checks folder builds only)\n"
     run_cli("verify", copy, "-j", "0", expect=2)
 
 
