@@ -203,3 +203,14 @@ def test_source_dataset_is_not_a_built_one(demo):
 def test_nudt_sirst_build_is_intact(nudt_build):
     lines = run_cli("verify", nudt_build, "-j", "2").output.splitlines()
     assert lines == [f"verify: {nudt_build} intact: 6226 images, 12452 files, hashes equal"]
+
+
+def test_verify_never_imports_torch(built):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom sirst_synth.cli import main\n"
+            f"r = CliRunner().invoke(main, ['verify', {str(built)!r}, '-j', '1'])\n"
+            "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"
