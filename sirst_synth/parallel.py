@@ -49,7 +49,7 @@ class BackendError(SirstSynthError):
 
 
 @contextmanager
-def workers(backend: str = "local", scheduler: str | None = None, timeout: float = 30.0) -> Iterator[None]:
+def workers(backend: str = "local", scheduler: str | None = None, timeout: float = 10.0) -> Iterator[None]:
     """Run every :func:`run_jobs` inside the block on ``backend``.
 
     ``local``: joblib's process pool on this machine. ``dask``: the workers of the
