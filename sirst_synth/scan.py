@@ -54,7 +54,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.part} id {self.id!r}: {self.message}"
+        return self.message if self.id == "-" else f"{self.part} id {self.id!r}: {self.message}"
 
 
 @dataclass
