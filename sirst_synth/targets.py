@@ -18,7 +18,10 @@ class Target:
 
 
 def find_targets(mask: np.ndarray) -> list[Target]:
-    """Targets of a (H, W) mask, in OpenCV's label order (raster order of first pixel).
+    """Targets of a (H, W) mask, in OpenCV's label order.
+
+    That order is deterministic but is not the raster order of each target's first pixel: the
+    8-connected labelling scans 2x2 blocks, so labels follow the raster order of (row // 2, col // 2).
 
     The centre is the component's centroid rounded half up to the nearest pixel.
     """
