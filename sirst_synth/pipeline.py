@@ -386,7 +386,7 @@ def build_h5(
 
 
 def _h5_counts(path: Path) -> dict:
-    from sirst_synth.dataset import open_dataset
+    """The counts recorded in a packed build's ``sirst-synth.json``."""
+    from sirst_synth.h5store import H5Dataset
 
-    ds = open_dataset(path)
-    return completed_counts(ds.info()) if hasattr(ds, "info") else {}
+    return H5Dataset(path).info().get("counts", {})
