@@ -110,16 +110,11 @@ def _pack_jobs(ds: Dataset, rows: dict[str, dict[str, str]]) -> list[_PackJob]:
 
 def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[_Packed]:
     """Results in job order, computed a block at a time so few wait in memory."""
-    bar = click.progressbar(length=len(jobs), label="pack", file=sys.stderr) if progress else None
-    try:
+    with click.progressbar(length=len(jobs), label="pack", file=sys.stderr, hidden=not progress) as bar:
         for start in range(0, len(jobs), BLOCK):
             for packed in run_jobs(_pack_one, jobs[start:start + BLOCK], n_jobs, "pack", False):
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 yield packed
-    finally:
-        if bar is not None:
-            bar.render_finish()
 
 
 def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
@@ -186,7 +181,6 @@ class H5Dataset:
         self.root = Path(path)
         self._file: h5py.File | None = None
         self._pid = -1
-        self._manifest: dict[str, dict[str, str]] | None = None
         f = self._h5()
         fmt, version = f.attrs.get("format"), f.attrs.get("format_version")
         if fmt != FORMAT:
@@ -250,16 +244,12 @@ class H5Dataset:
 
     def manifest(self) -> dict[str, dict[str, str]]:
         """Manifest rows by id (every column of ``manifest.COLUMNS``), in manifest order."""
-        if self._manifest is None:
-            group = self._h5()["manifest"]
-            columns = {c: _strings(group[c]) for c in COLUMNS if c in group}
-            if "id" not in columns:
-                raise DatasetError(f"{self.root}: manifest has no 'id' column")
-            self._manifest = {
-                id_: {c: columns[c][i] if c in columns else "" for c in COLUMNS}
-                for i, id_ in enumerate(columns["id"])
-            }
-        return self._manifest
+        group = self._h5()["manifest"]
+        columns = {c: _strings(group[c]) for c in COLUMNS if c in group}
+        if "id" not in columns:
+            raise DatasetError(f"{self.root}: the manifest has no 'id' column")
+        return {id_: {c: columns[c][i] if c in columns else "" for c in COLUMNS}
+                for i, id_ in enumerate(columns["id"])}
 
     def groups(self) -> dict[str, str]:
         """id -> group (the id of the group's k = 0 image)."""
