@@ -94,13 +94,13 @@ def _pack_one(job: _PackJob) -> _Packed:
 
 def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes) -> None:
     """A uint8 dataset of one gzip chunk, stored as deflated by the worker."""
-    dset = group.create_dataset(name, shape=shape, dtype=np.uint8, chunks=shape,
+    dset = group.create_dataset(name, shape=shape, dtype=np.uint8, chunks=shape, track_times=False,
                                 compression="gzip", compression_opts=GZIP_LEVEL)
     dset.id.write_direct_chunk((0,) * len(shape), chunk)
 
 
 def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
-    group.create_dataset(name, shape=(len(values),), dtype=_STR, data=list(values))
+    group.create_dataset(name, shape=(len(values),), dtype=_STR, data=list(values), track_times=False)
 
 
 def _pack_jobs(ds: Dataset, rows: dict[str, dict[str, str]]) -> list[_PackJob]:
@@ -145,16 +145,22 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
 
     tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
+        f = h5py.File(tmp, "w", libver=LIBVER)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise DatasetError(f"{out_file}: cannot write ({reason})") from None
+    try:
+        with f:
             f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split,
                             "info": info_text, "tool_version": __version__})
             _write_strings(f, "ids", list(rows))
+            split_group = f.create_group("splits", track_times=False).create_group(split, track_times=False)
             for part, ids in lists.items():
-                _write_strings(f.require_group(f"splits/{split}"), part, ids)
-            manifest = f.create_group("manifest")
+                _write_strings(split_group, part, ids)
+            manifest = f.create_group("manifest", track_times=False)
             for column in COLUMNS:
                 _write_strings(manifest, column, [row[column] for row in rows.values()])
-            images, masks = f.create_group("images"), f.create_group("masks")
+            images, masks = (f.create_group(name, track_times=False) for name in ("images", "masks"))
             for packed in _blocks(_pack_jobs(ds, rows), n_jobs, progress):
                 _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
                 _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)

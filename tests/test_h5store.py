@@ -186,6 +186,8 @@ def test_a_failed_pack_leaves_no_output(build: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=f"{id_}.png: SHA-256 differs from manifest.csv"):
         pack_dataset(copy, out, SPLIT)
     assert list(tmp_path.glob("*.h5*")) == [] and list(tmp_path.glob(".*")) == []
+    with pytest.raises(DatasetError, match=r"nowhere/out.h5: cannot write \(No such file or directory\)$"):
+        pack_dataset(build, tmp_path / "nowhere" / "out.h5", SPLIT)
     (copy / "sirst-synth.json").unlink()
     with pytest.raises(DatasetError, match="sirst-synth.json: not found; only a complete build can be packed"):
         pack_dataset(copy, out, SPLIT)
