@@ -180,7 +180,7 @@ def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _open(src: Path, split: str, train_list: str, test_list: str):
     from sirst_synth.dataset import open_dataset
 
-    return open_dataset(src, split, train_list, test_list)
+    return open_dataset(src, split, train_list, test_list, allow_hdf5=False)
 
 
 def _opts(n_jobs: int, skip_invalid: bool, force: bool, resume: bool = False):
