@@ -87,14 +87,22 @@ def plan_units(ids: Sequence[str], seed: int) -> Iterator[tuple[int, str]]:
         round_ += 1
 
 
-def next_batch(units: Iterator[tuple[int, str]], max_sizes: dict[str, int], needed: int) -> list[tuple[int, str]]:
-    """The shortest prefix of ``units`` whose largest possible output reaches ``needed`` images.
+#: most units in one batch: bounds the parent's memory (job records, results in flight) whatever
+#: ``--total`` is, while keeping every worker busy (a batch ends with at most one unit per worker).
+MAX_BATCH_UNITS = 1024
+
+
+def next_batch(
+    units: Iterator[tuple[int, str]], max_sizes: dict[str, int], needed: int, limit: int = MAX_BATCH_UNITS
+) -> list[tuple[int, str]]:
+    """The shortest prefix of ``units`` whose largest possible output reaches ``needed`` images,
+    or its first ``limit`` units when that prefix is longer.
 
     Every unit of such a batch is needed (a unit yields at most ``max_sizes[id]`` images), so a
     build computes no unit it then throws away; only the last unit may be cut.
     """
     batch, reach = [], 0
-    while reach < needed:
+    while reach < needed and len(batch) < limit:
         unit = next(units, None)
         if unit is None:
             break

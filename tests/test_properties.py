@@ -390,3 +390,16 @@ def test_next_batch_is_the_shortest_prefix_that_can_reach_needed(sizes_, needed,
     else:
         assert batch == stream                        # the plan ran out first
     assert list(units) == stream[len(batch):]         # takes nothing beyond the batch
+
+
+@props(100)
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=20), st.integers(1, 100), st.integers(0, 60),
+       st.integers(1, 30))
+def test_next_batch_limit_only_shortens_the_batch(sizes_, needed, length, limit):
+    ids = [f"i{n}" for n in range(len(sizes_))]
+    max_sizes = dict(zip(ids, sizes_))
+    stream = [(0, ids[n % len(ids)]) for n in range(length)]
+    full = next_batch(iter(stream), max_sizes, needed)
+    units = iter(stream)
+    assert next_batch(units, max_sizes, needed, limit) == full[:limit]
+    assert list(units) == stream[len(full[:limit]):]
