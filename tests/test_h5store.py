@@ -258,3 +258,23 @@ def test_nudt_build_packs_every_image(nudt_build: Path, tmp_path: Path) -> None:
     assert h5.manifest() == png.manifest()
     assert assert_same_pixels(png, h5) == 6226
     assert h5.read_image(h5.ids("test")[0]).shape == (256, 256, 3)  # NUDT-SIRST: gray stored as RGB
+
+
+def test_build_format_h5_round_trips_to_the_png_build(build: Path, tmp_path: Path) -> None:
+    """`build --format h5` end to end: the file reads back as the PNG build of the same parameters,
+    the manifest matches, the staging folder is gone, and --resume on the finished file is a no-op."""
+    out = tmp_path / "SIRST-5K.h5"
+    args = ("build", "--src", build.parent / "demo", "-o", out, "--format", "h5", "--total", "200", "-j", "2")
+    res = run_cli(*args)
+    assert res.output.startswith("build: 200 train") and f"-> {out}" in res.output
+    assert out.is_file() and not (tmp_path / "SIRST-5K.h5.building").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SIRST-5K.h5"]
+    h5 = H5Dataset(out)
+    png = Dataset(build, SPLIT)
+    assert assert_same_pixels(png, h5) == 220
+    assert h5.ids("train") == png.ids("train") and h5.ids("test") == png.ids("test")
+    assert manifest_csv(h5.manifest().values()) == (build / "manifest.csv").read_text()
+    res = run_cli(*args, "--resume")
+    assert "(already complete)" in res.output
+    res = run_cli(*args, expect=1)
+    assert "exists; use --force" in res.output
