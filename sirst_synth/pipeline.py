@@ -128,20 +128,28 @@ def sample_noise(ds: Dataset, out: Path, noise: NoiseParams, opts: RunOptions) -
     """Write the noise bank of the train images of ``ds`` to ``out`` (an HDF5 file)."""
     start = time.perf_counter()
     check_output_file(out, ds.root, opts.force)
-    attrs = {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean,
-             "split": ds.split, "source": str(ds.root.resolve())}
-    writer = NoiseBankWriter(out, attrs)
+    attrs = {"split": ds.split, "source": str(ds.root.resolve())}
+    result, _, writer = _check_and_sample(ds, ("train",), out, attrs, noise, opts)
+    return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
+            "skipped": len(result.problems), "seconds": time.perf_counter() - start}
+
+
+def _check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs: dict, noise: NoiseParams,
+                      opts: RunOptions) -> tuple[ScanResult, list[dict], NoiseBankWriter]:
+    """Check every id of ``parts`` and sample the train images' noise into a bank at ``bank_path``,
+    which appears only when the sources, the grid and the bank pass their checks."""
+    writer = NoiseBankWriter(bank_path, {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean,
+                                         **attrs})
     try:
-        result = scan(ds, ("train",), opts.n_jobs, opts.progress, noise, writer)
-        _check_sources(result, opts)
+        result = scan(ds, parts, opts.n_jobs, opts.progress, noise, writer)
+        skipped = _check_sources(result, opts)
         _check_grid(result, noise)
         _check_bank(len(writer), writer.images, noise)
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
-            "skipped": len(result.problems), "seconds": time.perf_counter() - start}
+    return result, skipped, writer
 
 
 def _check_grid(result: ScanResult, noise: NoiseParams) -> None:
@@ -258,16 +266,7 @@ def build(
     workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
     try:
         scanned_bank = workdir / "noise.h5"
-        writer = NoiseBankWriter(scanned_bank, {"grid": noise.grid, "max_var": noise.max_var, "max_mean": noise.max_mean})
-        try:
-            result = scan(ds, ("train", "test"), opts.n_jobs, opts.progress, noise, writer)
-            skipped = _check_sources(result, opts)
-            _check_grid(result, noise)
-            _check_bank(len(writer), writer.images, noise)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+        result, skipped, writer = _check_and_sample(ds, ("train", "test"), scanned_bank, {}, noise, opts)
         log.info("noise bank: %d patches from %d of %d train images", len(writer), writer.images_with_patches, writer.images)
         train = result.records["train"]
         _check_params(s=s, records=train)
