@@ -32,15 +32,16 @@ def _recorded_split(path: Path) -> str | None:
 
 
 def _open(path: Path, split: str | None, train_list: str, test_list: str):
-    """Open ``path``; without --split, the split a built dataset records, else 50_50."""
+    """Open ``path``; without --split, the split a built dataset records, else the reader's
+    default (50_50 for a folder, the file's own for an HDF5 dataset)."""
     from sirst_synth.dataset import open_dataset
 
-    return open_dataset(path, split or _recorded_split(path) or "50_50", train_list, test_list)
+    return open_dataset(path, split or _recorded_split(path), train_list, test_list)
 
 
 def _check_out(out: Path, source: Path, force: bool) -> None:
     """Refuse a sheet name not ending in .png, one inside the source, and an existing file
-    unless ``force``; create the parent folder."""
+    unless ``force``."""
     from sirst_synth.output import check_output_file
 
     if out.suffix.lower() != ".png":
@@ -50,8 +51,10 @@ def _check_out(out: Path, source: Path, force: bool) -> None:
 
 def _write_sheet(out: Path, sheet) -> None:
     from sirst_synth.imageio import write_atomic
+    from sirst_synth.output import make_folder
     from sirst_synth.preview import encode_sheet
 
+    make_folder(out.parent)
     write_atomic(out, encode_sheet(sheet))
 
 

@@ -57,15 +57,15 @@ def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> Non
 
 
 def check_output_file(out: Path, src: Path, force: bool) -> None:
-    """Refuse a file output inside the source, a folder, and an existing file unless ``force``;
-    create its parent folder."""
+    """Refuse a file output inside the source, a folder, and an existing file unless ``force``.
+
+    Writes nothing: the caller creates the parent folder when it starts writing."""
     if _inside(out.resolve(), src.resolve()):
         raise OutputError(f"{out}: output file is inside the source ({src}); choose another -o")
     if out.is_dir():
         raise OutputError(f"{out}: is a folder; give a file name such as noise.h5")
     if out.exists() and not force:
         raise OutputError(f"{out}: exists; use --force to replace it")
-    make_folder(out.parent)
 
 
 def make_folder(path: Path) -> None:
@@ -86,19 +86,22 @@ def completed_run(out: Path) -> dict | None:
         raise OutputError(f"{out / INFO_NAME}: unreadable ({exc}); use --force to rebuild") from None
 
 
-def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool) -> str:
+def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool,
+                 completed: dict | None = None) -> str:
     """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts.
 
     ``"fresh"``: cleared (files of this tool only) and marked as started. ``"resumed"``: the
     interrupted build of the same run, its temporary files dropped. ``"complete"``: with
-    ``resume``, a finished dataset of the same run: nothing to do.
+    ``resume``, a finished dataset of the same run (``completed``: the ``sirst-synth.json`` of a
+    finished dataset kept elsewhere, such as a packed HDF5 file): nothing to do.
     """
     check_output(out, src, force, resume)
     if resume:
-        done = completed_run(out)
+        done = completed if completed is not None else completed_run(out)
         if done is not None:
-            check_same_run(out, {"command": done.get("command"), "parameters": done.get("parameters", {}),
-                                 "fingerprint": done.get("source", {}).get("fingerprint")}, run)
+            record = {"command": done.get("command"), "parameters": done.get("parameters", {}),
+                      "fingerprint": (done.get("source") or {}).get("fingerprint")}
+            check_same_run(out, record, run, where="its sirst-synth.json")
             return "complete"
         before = read_run(out)
         if before is not None:

@@ -73,7 +73,7 @@ def workers(backend: str = "local", scheduler: str | None = None, timeout: float
 
     try:
         client = Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise BackendError(f"cannot reach the dask scheduler at {scheduler} ({exc})") from None
     with client, parallel_config(backend="dask"):
         yield

@@ -23,12 +23,14 @@ from sirst_synth.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs,
 from sirst_synth.manifest import Row, new_row, original_row
 from sirst_synth.negatives import check_window_size
 from sirst_synth.noisebank import NoiseBank, NoiseBankWriter
-from sirst_synth.output import check_output, check_output_file, completed_run, finish_output, start_output
+from sirst_synth.output import (
+    check_output, check_output_file, completed_run, finish_output, make_folder, start_output,
+)
 from sirst_synth.plan import (
     NoiseDrawer, PlanError, build_id_clashes, check_new_ids, displaced_id, negative_ids, next_batch, plan_units,
     refuse_clashes,
 )
-from sirst_synth.runstate import Journal, run_recorded, state_dir
+from sirst_synth.runstate import Journal, ResumeError, run_recorded, state_dir
 from sirst_synth.scan import NoiseParams, Problem, ScanResult, check_grid, odd_mask_warnings, scan
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,15 @@ def sample_noise(ds: Dataset, out: Path, noise: NoiseParams, opts: RunOptions) -
     start = time.perf_counter()
     check_output_file(out, ds.root, opts.force)
     attrs = {"split": ds.split, "source": str(ds.root.resolve())}
-    result, _, writer = _check_and_sample(ds, ("train",), out, attrs, noise, opts)
+    new_folder = next((p for p in [out.parent, *out.parent.parents] if p.parent.exists()), None)
+    new_folder = new_folder if new_folder is not None and not new_folder.exists() else None
+    make_folder(out.parent)
+    try:
+        result, _, writer = _check_and_sample(ds, ("train",), out, attrs, noise, opts)
+    except BaseException:
+        if new_folder is not None:
+            shutil.rmtree(new_folder, ignore_errors=True)  # created above, and left empty by the writer
+        raise
     return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
             "skipped": len(result.problems), "seconds": time.perf_counter() - start}
 
@@ -235,7 +245,7 @@ def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: R
             units.append(UnitJob(rec.id, rec.id, _inherited(row, rec.id), s=s))
     targets = {r.id: r.targets for r in result.records["train"]}
     check_new_ids(_all_ids(result), (i for u in units for i in negative_ids(u.input_id, targets[u.input_id])))
-    run = _run_record("negaug", ds, {"s": s, "kinds": list(kinds)}, result)
+    run = _run_record("negaug", ds, {"s": s, "kinds": sorted(set(kinds))}, result)
     how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume)
     if how == "complete":
         return _already_complete(out)
@@ -252,12 +262,14 @@ def negaug_dataset(ds: Dataset, out: Path, s: int, kinds: Iterable[str], opts: R
 
 
 def build(
-    ds: Dataset, out: Path, alpha: float, s: int, total: int, seed: int, noise: NoiseParams, fit: str, opts: RunOptions
+    ds: Dataset, out: Path, alpha: float, s: int, total: int, seed: int, noise: NoiseParams, fit: str, opts: RunOptions,
+    completed: dict | None = None,
 ) -> dict:
     """The whole SIRST-5K build: noise bank, rounds of displacement + negatives, cut to ``total``.
 
     The bank is sampled in a local temporary folder while the source is checked, then moved into
     the output's state folder, where workers (local or on a cluster) read it by path.
+    ``completed``: the record of a finished copy kept elsewhere (see :func:`build_h5`).
     """
     start = time.perf_counter()
     ds = _absolute(ds)
@@ -276,9 +288,9 @@ def build(
         params = {"alpha": alpha, "s": s, "total": total, "seed": seed, "grid": noise.grid,
                   "max_var": noise.max_var, "max_mean": noise.max_mean, "fit": fit}
         run = _run_record("build", ds, params, result)
-        how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume)
+        how = start_output(out, ds.root, ds.split, run, opts.force, opts.resume, completed)
         if how == "complete":
-            return _already_complete(out)
+            return _already_complete(out, completed)
         bank_path = state_dir(out).resolve() / "noise.h5"
         shutil.move(scanned_bank, bank_path)
     finally:
@@ -305,9 +317,8 @@ def _run_record(command: str, ds: Dataset, params: dict, result: ScanResult) -> 
     return {"command": command, "parameters": {"split": ds.split, **params}, "fingerprint": result.fingerprint()}
 
 
-def _already_complete(out: Path) -> dict:
-    info = completed_run(out) or {}
-    log.warning("%s: already complete (%s); nothing to resume", out, "sirst-synth.json")
+def _already_complete(out: Path, info: dict | None = None) -> dict:
+    info = info or completed_run(out) or {}
     return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
             "seconds": 0.0, "resumed": "complete"}
 
@@ -369,23 +380,28 @@ def build_h5(
     ds: Dataset, out: Path, alpha: float, s: int, total: int, seed: int, noise: NoiseParams, fit: str, opts: RunOptions
 ) -> dict:
     """:func:`build` written as one HDF5 file ``out``: the PNG build is made (or resumed) in the
-    folder ``OUT.building/``, packed into ``out`` (renamed into place when complete), then removed."""
-    from sirst_synth.h5store import pack_dataset
+    folder ``OUT.building/``, packed into ``out`` (renamed into place when complete), then removed.
+
+    ``--resume`` on a finished file checks its recorded parameters and source like a folder's."""
+    from sirst_synth.h5store import H5Dataset, pack_dataset
 
     staging = out.with_name(out.name + ".building")
+    completed = None
     if opts.resume and out.is_file() and not staging.exists():
-        log.warning("%s: already complete; nothing to resume", out)
-        return {"out": str(out), **_h5_counts(out), "skipped": 0, "seconds": 0.0, "resumed": "complete"}
-    check_output_file(out, ds.root, opts.force or opts.resume)
-    summary = build(ds, staging, alpha, s, total, seed, noise, fit, opts)
+        completed = H5Dataset(out).info()
+    else:
+        check_output_file(out, ds.root, opts.force or opts.resume)
+    try:
+        summary = build(ds, staging, alpha, s, total, seed, noise, fit, opts, completed)
+    except ResumeError as exc:
+        if completed is None:
+            raise
+        raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+    if summary["resumed"] == "complete":
+        return {**summary, "out": str(out)}
     start = time.perf_counter()
+    for tmp in out.parent.glob(f".{out.name}.*.tmp"):  # a pack cut short
+        tmp.unlink(missing_ok=True)
     pack_dataset(staging, out, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
     shutil.rmtree(staging)
     return {**summary, "out": str(out), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}
-
-
-def _h5_counts(path: Path) -> dict:
-    """The counts recorded in a packed build's ``sirst-synth.json``."""
-    from sirst_synth.h5store import H5Dataset
-
-    return H5Dataset(path).info().get("counts", {})

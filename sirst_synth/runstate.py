@@ -13,7 +13,6 @@ dataset has no ``sirst-synth.json`` and is not complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,16 +47,20 @@ def read_run(out: Path) -> dict | None:
     """The record of the interrupted build in ``out``, or None when it has none."""
     path = state_dir(out) / RUN_NAME
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        run = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise ResumeError(f"{path}: unreadable build record ({exc}); use --force to start again") from None
+    if not isinstance(run, dict) or not isinstance(run.get("parameters"), dict):
+        raise ResumeError(f"{path}: not a build record; use --force to start again")
+    return run
 
 
-def check_same_run(out: Path, before: dict, now: dict) -> None:
-    """Refuse to resume when the command, a parameter or the source differs from the interrupted build."""
-    where = state_dir(out) / RUN_NAME
+def check_same_run(out: Path, before: dict, now: dict, where: str | Path | None = None) -> None:
+    """Refuse to resume when the command, a parameter or the source differs from the build
+    recorded in ``where`` (default: the interrupted build's run.json)."""
+    where = where or state_dir(out) / RUN_NAME
     if before.get("command") != now["command"]:
         raise ResumeError(f"{out}: holds an interrupted '{before.get('command')}', not '{now['command']}' ({where})")
     old, new = before.get("parameters", {}), now["parameters"]
@@ -80,13 +83,12 @@ def remove_state(out: Path) -> None:
 
 
 def remove_temp_files(out: Path) -> int:
-    """Delete the temporary files of writes cut short (``images/.<name>.<pid>.tmp``); return how many."""
+    """Delete the temporary files of writes cut short (``.<name>.<pid>.tmp`` in ``out`` and the
+    folders in it: images, masks, the split lists, the manifest); return how many."""
     removed = 0
-    for folder in (out / "images", out / "masks"):
-        if folder.is_dir():
-            for path in folder.glob(".*.tmp"):
-                path.unlink(missing_ok=True)
-                removed += 1
+    for path in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -96,16 +98,23 @@ def _encode(key: str, rows: list[Row]) -> bytes:
 
 
 def _decode(line: bytes) -> tuple[str, list[Row]]:
-    key, rows = json.loads(line)
-    return key, [dict(zip(COLUMNS, values)) for values in rows]
+    """A journal line's key and rows; ValueError when the line is not one."""
+    try:
+        key, rows = json.loads(line)
+        rows = [dict(zip(COLUMNS, values, strict=True)) for values in rows]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a journal line ({exc})") from None
+    if not isinstance(key, str):
+        raise ValueError("not a journal line (key)")
+    return key, rows
 
 
 class Journal:
     """Finished jobs of one stage, in job order: replayed on resume, then appended to.
 
     Call :meth:`take` for each job in plan order: it returns the recorded rows while the journal
-    has them, then None (run the job and :meth:`append` its rows). A line cut short by a kill is
-    dropped when the journal is opened.
+    has them, then None (run the job and :meth:`append` its rows). A last line cut short by a
+    kill is dropped when the journal is opened; any other unreadable line is an error.
     """
 
     def __init__(self, path: Path):
@@ -117,13 +126,13 @@ class Journal:
     def _complete_lines(self) -> Iterator[bytes]:
         good = 0
         with open(self.path, "rb") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, 1):
                 if not line.endswith(b"\n"):
-                    break
+                    break  # the line a kill cut short: dropped, its job runs again
                 try:
                     _decode(line)
-                except ValueError:
-                    break
+                except ValueError as exc:
+                    raise ResumeError(f"{self.path}: line {number}: {exc}; use --force to start again") from None
                 good += len(line)
         with open(self.path, "r+b") as fh:
             fh.truncate(good)

@@ -307,7 +307,9 @@ def verify_dataset(root: Path, n_jobs: int = 1) -> list[str]:
 
 def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
     if value == 0:
-        raise click.BadParameter("0 workers; use N > 0, or -1 for all cores (-2: all but one)")
+        from sirst_synth.cli import OptionValueError  # at run time: cli imports this module
+
+        raise OptionValueError("-j 0 means 0 workers; use N > 0, or -1 for all cores (-2: all but one)")
     return value
 
 

@@ -55,6 +55,8 @@ def test_unreachable_scheduler_is_one_clear_line(demo, tmp_path):
                   "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", expect=1)
     assert res.output.startswith("error: cannot reach the dask scheduler at tcp://127.0.0.1:9")
     assert res.output.count("\n") == 1 and not (tmp_path / "o").exists()
+    res = run_cli("build", "--src", demo, "-o", tmp_path / "o", "--backend", "dask", "--scheduler", "nonsense", expect=1)
+    assert res.output.startswith("error: cannot reach the dask scheduler at nonsense (") and res.output.count("\n") == 1
 
 
 def test_scheduler_needs_the_dask_backend_and_dask_needs_a_scheduler(demo, tmp_path):

@@ -276,5 +276,17 @@ def test_build_format_h5_round_trips_to_the_png_build(build: Path, tmp_path: Pat
     assert manifest_csv(h5.manifest().values()) == (build / "manifest.csv").read_text()
     res = run_cli(*args, "--resume")
     assert "(already complete)" in res.output
+    res = run_cli(*args, "--seed", "5", "--resume", expect=1)
+    assert res.output.startswith(f"error: {out}: --resume needs the parameters it was built with: seed was 0, now 5")
     res = run_cli(*args, expect=1)
     assert "exists; use --force" in res.output
+
+
+def test_info_on_a_file_uses_the_files_own_split(build: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(build.parent / "demo", src)
+    (src / "50_50").rename(src / "idx")
+    out = tmp_path / "idx.h5"
+    run_cli("build", "--src", src, "--split", "idx", "-o", out, "--format", "h5", "--total", "40", "-j", "1")
+    report = json.loads(run_cli("info", out, "--json").output)
+    assert report["split"] == "idx"

@@ -202,6 +202,17 @@ def test_option_out_of_range_is_one_line_and_exit_1(small, tmp_path, args, expec
     assert not out.exists()
 
 
+def test_a_refused_file_output_leaves_no_new_folder(small, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(small, src)
+    missing("images")(src)
+    run_cli("sample-noise", "--src", src, "-o", tmp_path / "new" / "sub" / "noise.h5", expect=1)
+    run_cli("build", "--src", src, "--format", "h5", "-o", tmp_path / "new" / "x.h5", expect=1)
+    assert not (tmp_path / "new").exists()
+    res = run_cli("verify", small, "-j", "0", expect=1)
+    assert res.output.startswith("error: -j 0 means 0 workers")
+
+
 def test_stage_commands_check_their_options_too(small, bank, tmp_path):
     res = run_cli("displace", "--src", small, "--noise", bank, "--alpha", "2", "-o", tmp_path / "d", expect=1)
     assert res.output.strip() == "error: --alpha must be in [0, 1], got 2"

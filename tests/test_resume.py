@@ -121,6 +121,32 @@ def test_killed_build_resumes_to_the_uninterrupted_dataset(src, reference, tmp_p
     run_cli("verify", out)
 
 
+def test_resume_clears_temporary_files_of_an_interrupted_finish(src, reference, tmp_path):
+    """A kill while the closing files are written leaves their temporary files (tmp + rename);
+    --resume removes them with the rest, and the result passes verify."""
+    out = tmp_path / "out"
+    kill_when(src, out, round_0)
+    for name in (".manifest.csv.123.tmp", ".sirst-synth.json.123.tmp", "50_50/.train.txt.123.tmp",
+                 "images/.x.png.123.tmp"):
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_text("cut short")
+    run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "-j", "2", "--resume")
+    assert files(out) == files(reference)
+    run_cli("verify", out)
+
+
+def test_corrupt_build_state_is_one_clear_line(src, tmp_path):
+    out = tmp_path / "out"
+    kill_when(src, out, round_0)
+    journal = out / STATE / "units.jsonl"
+    journal.write_text("5\n" + journal.read_text())
+    res = run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "--resume", expect=1)
+    assert res.output.startswith(f"error: {journal}: line 1: not a journal line") and res.output.count("\n") == 1
+    (out / STATE / "run.json").write_text("[]")
+    res = run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "--resume", expect=1)
+    assert res.output == f"error: {out / STATE / 'run.json'}: not a build record; use --force to start again\n"
+
+
 def test_resume_refuses_other_parameters_or_a_changed_source(src, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(src, source)
