@@ -121,7 +121,7 @@ def _histogram(sheet: np.ndarray, var: np.ndarray, shown: list[float], y: int, w
     counts, _ = np.histogram(var, bins=HIST_BINS, range=(0.0, hi))
     put_text(sheet, f"variance of all {len(var)} patches: {HIST_BINS} bins over 0..{hi:g}, tallest {counts.max()};"
                     " yellow ticks: the patches above", y, PAD, width)
-    top, bottom = y + LINE, y + LINE + HIST_H
+    bottom = y + LINE + HIST_H
     bin_w = width / HIST_BINS
     for b, count in enumerate(counts):
         if count:

@@ -21,6 +21,9 @@ import click
 
 from sirst_synth.errors import SirstSynthError
 
+# The layout names of sirst_synth.dataset, repeated here because importing that module pulls in
+# numpy and OpenCV, and this one is imported by every `sirst-synth --help` (tests/test_verify.py
+# checks that the two agree).
 MANIFEST_NAME = "manifest.csv"
 INFO_NAME = "sirst-synth.json"
 PARTS = ("train", "test")
