@@ -188,7 +188,7 @@ def console_script() -> list[str]:
 def _floor_task(src: str, ids: list[str], n_images: int, n_masks: int, out: str, first: int) -> tuple[int, int]:
     """Decode the images and masks of ``ids`` once; encode and write ``n_images`` image PNGs and
     ``n_masks`` mask PNGs from them, cyclically. Returns (decoded, written)."""
-    from sirst_synth import imageio
+    from sirst_synth.store import imageio
 
     root, out_dir = Path(src), Path(out)
     images = [imageio.read_image(root / "images" / f"{i}.png") for i in ids]
@@ -257,8 +257,8 @@ def count_outputs(out: Path) -> dict:
 
 
 def read_epoch(path: Path, split: str | None) -> dict:
-    """Read every train image and mask once through ``sirst_synth.dataset.open_dataset``."""
-    from sirst_synth.dataset import open_dataset
+    """Read every train image and mask once through ``sirst_synth.store.dataset.open_dataset``."""
+    from sirst_synth.store.dataset import open_dataset
 
     reader = open_dataset(path, split) if split else open_dataset(path)
     try:
@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import psutil  # noqa: F401
     except ImportError:
         sys.exit("bench: psutil is needed to sample memory (pip install psutil)")
-    from sirst_synth.dataset import open_dataset
+    from sirst_synth.store.dataset import open_dataset
 
     temp = args.work is None
     args.work = Path(tempfile.mkdtemp(prefix="sirst-bench-")) if temp else args.work.resolve()

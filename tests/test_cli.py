@@ -6,7 +6,6 @@ import shutil
 
 import h5py
 import numpy as np
-
 from conftest import run_cli, tree_digest
 from helpers import ids, manifest, read
 
@@ -184,7 +183,7 @@ def test_quiet_prints_nothing_and_images_without_targets_or_noise_still_count(de
     shutil.copytree(demo, src)
     first = ids(src, "50_50", "train")[0]
     mask = read(src / "masks" / f"{first}.png")
-    from sirst_synth.imageio import encode_png
+    from sirst_synth.store.imageio import encode_png
     (src / "masks" / f"{first}.png").write_bytes(encode_png(np.zeros_like(mask)))
     res = run_cli("-q", "build", "--src", src, "--total", "400", "--grid", "8", "-o", tmp_path / "o")
     assert res.output == ""
@@ -195,7 +194,7 @@ def test_quiet_prints_nothing_and_images_without_targets_or_noise_still_count(de
 def test_grid_too_fine_for_the_smallest_image_is_refused_naming_it(demo, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(demo, src)
-    from sirst_synth.imageio import encode_png
+    from sirst_synth.store.imageio import encode_png
     tiny = np.arange(30, dtype=np.uint8).reshape(5, 6) * 7   # textured: rotations differ
     tiny_mask = np.zeros((5, 6), np.uint8)
     tiny_mask[2, 3] = 255

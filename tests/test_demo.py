@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sirst_synth import demo, imageio
-from sirst_synth.dataset import open_dataset
-from sirst_synth.demo import make_demo_dataset
+from sirst_synth.store import demo, imageio
+from sirst_synth.store.dataset import open_dataset
+from sirst_synth.store.demo import make_demo_dataset
 
 N_IMAGES = 40
 

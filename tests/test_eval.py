@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from sirst_synth import imageio
-from sirst_synth.train import checkpoint
-from sirst_synth.train.cli import eval_command
-from sirst_synth.train.model import UNetAFF
 from train_fixtures import blob_scene, write_dataset
+
+from sirst_synth.cli.train import eval_command
+from sirst_synth.store import imageio
+from sirst_synth.train import checkpoint
+from sirst_synth.train.model import UNetAFF
 
 torch.set_num_threads(1)
 
@@ -136,7 +136,7 @@ def test_scoring_a_folder_does_not_import_torch(data: Path, tmp_path: Path) -> N
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from sirst_synth.train.cli import eval_command\n"
+        "from sirst_synth.cli.train import eval_command\n"
         f"r = CliRunner().invoke(eval_command, ['--pred', {str(preds)!r}, '--data', {str(data)!r}, '--json'])\n"
         "print(r.exit_code, 'torch' in sys.modules)"
     )

@@ -13,12 +13,12 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import run_cli
-from sirst_synth import h5store
-from sirst_synth.dataset import Dataset, DatasetError, open_dataset
-from sirst_synth.h5store import H5Dataset, pack_dataset
-from sirst_synth.manifest import COLUMNS
+
+from sirst_synth.store import h5store
+from sirst_synth.store.dataset import Dataset, DatasetError, open_dataset
+from sirst_synth.store.h5store import H5Dataset, pack_dataset
+from sirst_synth.store.manifest import COLUMNS
 
 SPLIT = "50_50"
 
@@ -78,7 +78,7 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
     # NUDT-SIRST stores gray as RGB: the file must keep (H, W, 3), as the PNG reader returns it
     copy = tmp_path / "rgb"
     shutil.copytree(build, copy)
-    from sirst_synth import imageio
+    from sirst_synth.store import imageio
 
     ds = Dataset(copy, SPLIT)
     rows = ds.manifest()
@@ -170,7 +170,7 @@ def test_bad_files_are_one_line_errors(packed: Path, tmp_path: Path) -> None:
 
 
 def test_eval_command_reports_a_bad_file_as_one_line(packed: Path, tmp_path: Path) -> None:
-    from sirst_synth.train.cli import eval_command
+    from sirst_synth.cli.train import eval_command
 
     result = CliRunner().invoke(eval_command, ["--pred", str(tmp_path), "--data", str(packed), "--split", "nope"])
     assert result.exit_code == 1
@@ -228,7 +228,7 @@ def test_reader_works_after_fork_and_pickle(packed: Path) -> None:
 def test_train_and_eval_read_the_file_as_the_folder(build: Path, packed: Path, tmp_path: Path) -> None:
     import torch
 
-    from sirst_synth.train.cli import eval_command, train_command
+    from sirst_synth.cli.train import eval_command, train_command
 
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a busy machine)
     runner = CliRunner()

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sirst_synth.imageio import ImageError, encode_png, read_image, read_mask, to_gray
+from sirst_synth.store.imageio import (
+    ImageError,
+    encode_png,
+    read_image,
+    read_mask,
+    to_gray,
+)
 
 
 def _save(tmp_path, arr, mode, name="x.png"):

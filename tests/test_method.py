@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sirst_synth.displace import displace, fit_noise, mix
-from sirst_synth.negatives import negatives, rotate_window, window_origin
-from sirst_synth.noise import grid_boxes, noise_prone_regions
-from sirst_synth.plan import NoiseDrawer, PlanError, next_batch, plan_units, round_order
-from sirst_synth.seeding import rng_for
-from sirst_synth.targets import find_targets
+from sirst_synth.errors import PlanError
+from sirst_synth.method.displace import displace, fit_noise, mix
+from sirst_synth.method.negatives import negatives, rotate_window, window_origin
+from sirst_synth.method.noise import grid_boxes, noise_prone_regions
+from sirst_synth.method.targets import find_targets
+from sirst_synth.plan.draws import NoiseDrawer
+from sirst_synth.plan.seeding import rng_for
+from sirst_synth.plan.units import next_batch, plan_units, round_order
 
 
 def test_targets_are_8_connected_with_rounded_centroids():

@@ -8,7 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from sirst_synth.metrics import Scores, from_logits, from_png_mask, image_counts, match_targets
+from sirst_synth.train.metrics import (
+    Scores,
+    from_logits,
+    from_png_mask,
+    image_counts,
+    match_targets,
+)
 
 
 def blank(h: int = 32, w: int = 32) -> np.ndarray:
@@ -167,6 +173,6 @@ def test_binarisation_thresholds() -> None:
 
 
 def test_metrics_module_does_not_import_torch() -> None:
-    code = "import sys, sirst_synth.metrics; print('torch' in sys.modules)"
+    code = "import sys, sirst_synth.train.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

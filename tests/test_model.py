@@ -6,7 +6,12 @@ import torch
 from torch import nn
 
 from sirst_synth.train.model import (
-    AttentionFeatureFusion, ChannelAttention, ConvBlock, SpatialAttention, UNetAFF, count_parameters,
+    AttentionFeatureFusion,
+    ChannelAttention,
+    ConvBlock,
+    SpatialAttention,
+    UNetAFF,
+    count_parameters,
 )
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a busy machine)

@@ -7,11 +7,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from helpers import manifest, read
-from sirst_synth.preview import LINE, MARGIN, OUTLINE, PAD, ROTATED, Layout
-from sirst_synth.preview_noise import NoiseLayout
+
+from sirst_synth.inspect.preview import LINE, MARGIN, OUTLINE, PAD, ROTATED, Layout
+from sirst_synth.inspect.preview_noise import NoiseLayout
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_gray_stays_gray_and_every_target_window_is_outlined(built, rows, tmp_pa
 
 
 def test_rows_follow_the_manifest(built, rows, tmp_path):
-    from sirst_synth.preview import choose_rows
+    from sirst_synth.inspect.preview import choose_rows
 
     sources = _sources_by_rounds(rows)
     two_rounds = next(s for s in sorted(sources) if len(sources[s]) > 1)
@@ -174,7 +174,7 @@ def test_preview_is_deterministic_and_refuses_bad_input(built, demo, tmp_path):
 
 
 def test_noise_sheet_shows_the_bank_patches(bank, tmp_path):
-    from sirst_synth.preview_noise import choose_patches
+    from sirst_synth.inspect.preview_noise import choose_patches
 
     out, raw = tmp_path / "bank.png", tmp_path / "raw.png"
     run_cli("preview-noise", bank, "-n", "10", "-o", out)

@@ -14,11 +14,19 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from sirst_synth.displace import fit_noise, mix
-from sirst_synth.negatives import ROTATIONS, check_window_size, negatives, rotate_window, window_origin
-from sirst_synth.noise import crop, grid_boxes, noise_prone_regions
-from sirst_synth.plan import NoiseDrawer, PlanError, next_batch, plan_units, round_order
-from sirst_synth.targets import find_targets
+from sirst_synth.errors import PlanError
+from sirst_synth.method.displace import fit_noise, mix
+from sirst_synth.method.negatives import (
+    ROTATIONS,
+    check_window_size,
+    negatives,
+    rotate_window,
+    window_origin,
+)
+from sirst_synth.method.noise import crop, grid_boxes, noise_prone_regions
+from sirst_synth.method.targets import find_targets
+from sirst_synth.plan.draws import NoiseDrawer
+from sirst_synth.plan.units import next_batch, plan_units, round_order
 
 MAX_H, MAX_W = 512, 640
 MASK_KINDS = ("empty", "full", "border", "many", "blobs")

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 TOTAL = "900"

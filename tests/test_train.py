@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from train_fixtures import blob_dataset, blob_scene, write_dataset
 
-from sirst_synth.dataset import open_dataset
-from sirst_synth.seeding import rng_for
+from sirst_synth.cli.train import train_command
+from sirst_synth.plan.seeding import rng_for
+from sirst_synth.store.dataset import open_dataset
 from sirst_synth.train import checkpoint
 from sirst_synth.train.augment import View, apply_view, draw_view, pad_to_multiple
-from sirst_synth.train.cli import train_command
 from sirst_synth.train.data import CropDataset, GroupBatchSampler, group_members
 from sirst_synth.train.loop import CSV_COLUMNS, TrainConfig, train
 from sirst_synth.train.loss import group_loss, soft_iou_per_sample
-from train_fixtures import blob_dataset, blob_scene, write_dataset
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a busy machine)
 
@@ -292,6 +292,6 @@ def test_train_command_errors_are_one_line(tmp_path: Path, args: list[str], mess
 
 
 def test_cli_module_does_not_import_torch() -> None:
-    code = "import sys, sirst_synth.train.cli; print('torch' in sys.modules)"
+    code = "import sys, sirst_synth.cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from helpers import ids, manifest
-from sirst_synth.verify import verify_dataset
+
+from sirst_synth.inspect.verify import verify_dataset
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,8 @@ def test_verify_never_imports_torch(built):
 
 
 def test_layout_names_agree_with_the_dataset_reader():
-    from sirst_synth import dataset, verify
+    from sirst_synth.inspect import verify
+    from sirst_synth.store import dataset
 
     assert (verify.MANIFEST_NAME, verify.INFO_NAME, verify.PARTS) == \
         (dataset.MANIFEST_NAME, dataset.INFO_NAME, dataset.PARTS)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth import imageio
+from sirst_synth.store import imageio
 
 
 def write_dataset(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sirst_synth.targets import find_targets
+from sirst_synth.method.targets import find_targets
 
 #: probability that a crop is placed to hold a target (when the image has one).
 TARGET_CROP_PROBABILITY = 0.5

@@ -4,7 +4,7 @@ Groups enter a batch whole: :class:`GroupBatchSampler` shuffles the groups (the 
 label, from ``manifest.csv``) and packs them into batches of at most ``batch_size`` images, so
 the group loss (:mod:`sirst_synth.train.loss`) sees all of a group's views in the same step. A
 group larger than a batch is cut into batch-sized pieces. Every random choice is keyed by
-``(seed, epoch, batch, group slot)`` through :func:`sirst_synth.seeding.rng_for`, so batches and
+``(seed, epoch, batch, group slot)`` through :func:`sirst_synth.plan.seeding.rng_for`, so batches and
 crops do not depend on global state or on the number of DataLoader workers, and a resumed run
 draws what the uninterrupted run would have drawn.
 """
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from sirst_synth.dataset import Dataset, DatasetError
-from sirst_synth.seeding import rng_for
+from sirst_synth.plan.seeding import rng_for
+from sirst_synth.store.dataset import Dataset, DatasetError
 from sirst_synth.train.augment import apply_view, draw_view
 
 #: one sample of a batch: (index in the training ids, (epoch, batch, group slot)).

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from sirst_synth.dataset import Dataset, DatasetError
-from sirst_synth.metrics import Scores, from_logits
+from sirst_synth.store.dataset import Dataset, DatasetError
 from sirst_synth.train.augment import pad_to_multiple
+from sirst_synth.train.metrics import Scores, from_logits
 
 #: test images are padded (bottom, right, with the mean) to a multiple of this.
 PAD_MULTIPLE = 32
@@ -54,7 +54,7 @@ def evaluate(
     device: torch.device, batch_size: int = 8,
     on_prediction: Callable[[str, np.ndarray], None] | None = None,
 ) -> dict[str, float | int]:
-    """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.metrics`).
+    """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.train.metrics`).
 
     ``on_prediction(id, mask)``, when given, receives each boolean prediction (e.g. to save it).
     """

@@ -1,0 +1,192 @@
+"""The ``sirst-synth`` group and what every command shares: global flags, the one error format
+(``error: <what is wrong and where>``, exit status 1), option checks and the shared options.
+
+Click only: numpy, OpenCV, h5py and torch are imported inside the commands that need them.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sirst_synth import __version__
+from sirst_synth.errors import ParamError, SirstSynthError
+from sirst_synth.method.choices import FITS
+from sirst_synth.plan.params import RANGES, Range
+
+log = logging.getLogger("sirst_synth")
+
+
+class Settings:
+    """Global flags of the group, stored on the click context."""
+
+    def __init__(self, verbose: bool, quiet: bool):
+        self.verbose = verbose
+        self.quiet = quiet
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+
+def settings() -> Settings:
+    """The group's flags of the running command (defaults outside a command)."""
+    ctx = click.get_current_context()
+    return ctx.find_object(Settings) or Settings(False, False)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the tool's own errors, and file system errors, into one line per problem and exit
+    status 1 (traceback with -v)."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (SirstSynthError, OSError) as exc:
+            if settings().verbose:
+                raise
+            problems = getattr(exc, "problems", None)
+            if problems:
+                lines = [str(p) for p in problems]
+            elif isinstance(exc, OSError):
+                lines = [f"{exc.filename or 'file system'}: {exc.strerror or exc}"]
+            else:
+                lines = [str(exc)]
+            for line in lines:
+                click.echo(f"error: {line}", err=True)
+            if problems:
+                click.echo(f"error: {len(problems)} bad source id(s); {exc.hint}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing is marked complete (finish with --resume)", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+class OptionValueError(click.ClickException):
+    """An option value out of its range: one line, exit status 1 (like every bad input)."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def in_range(low: float | None = None, high: float | None = None, odd: bool = False) -> Callable[..., Any]:
+    """A click callback refusing values outside [low, high] (and even values with ``odd``)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            name = param.opts[-1] if param.opts else str(param.name)
+            checked(Range(name, low, high, odd), value)
+        return value
+
+    return check
+
+
+def method_range(option: str) -> Callable[..., Any]:
+    """A click callback checking a method parameter against its range in :data:`sirst_synth.plan.params.RANGES`."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            checked(RANGES[option], value)
+        return value
+
+    return check
+
+
+def checked(rng: Range, value: float) -> None:
+    try:
+        rng.check(value)
+    except ParamError as exc:
+        raise OptionValueError(str(exc)) from None
+
+
+def summary(text: str) -> None:
+    """Print a command's closing line unless -q."""
+    if not settings().quiet:
+        click.echo(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sirst-synth")
+@click.option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Synthesise SIRST training data: noise sampling, Noise2Noise displacement, negatives."""
+    ctx.obj = Settings(verbose, quiet)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+# -- shared options ---------------------------------------------------------------------------
+
+def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--src, --split, --train-list, --test-list."""
+    fn = click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")(fn)
+    fn = click.option("--train-list", default="train.txt", show_default=True,
+                      help="Train list file name in the split folder (SIRST: trainval.txt).")(fn)
+    fn = click.option("--split", default="50_50", show_default=True, help="Folder of the split lists.")(fn)
+    fn = click.option("--src", required=True, type=click.Path(path_type=Path), help="Source dataset folder.")(fn)
+    return fn
+
+
+def check_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Refuse -j 0 (a click callback)."""
+    if value == 0:
+        raise OptionValueError("-j 0 means 0 workers; use N > 0, or -1 for all cores (-2: all but one)")
+    return value
+
+
+def run_options(fn: Callable[..., Any], resume: bool = True) -> Callable[..., Any]:
+    """-j, --backend, --scheduler, --skip-invalid, --force, --resume."""
+    if resume:
+        fn = click.option("--resume", is_flag=True,
+                          help="Finish an interrupted run in the output folder (same parameters and source required).")(fn)
+    fn = click.option("--force", is_flag=True, help="Replace an existing output (its files written by this tool).")(fn)
+    fn = click.option("--scheduler", metavar="ADDRESS",
+                      help="dask.distributed scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")(fn)
+    fn = click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                      help="Where workers run: local processes, or a dask cluster (extra [dask]; "
+                           "workers must reach --src and -o by the same paths).")(fn)
+    fn = click.option("--skip-invalid", is_flag=True,
+                      help="Leave out bad source ids (recorded in sirst-synth.json) instead of stopping.")(fn)
+    fn = click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
+                      help="Worker processes (-1: all cores). Outputs do not depend on it.")(fn)
+    return fn
+
+
+def noise_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--grid, --max-var, --max-mean."""
+    fn = click.option("--max-mean", default=255.0, show_default=True, type=float, callback=method_range("--max-mean"),
+                      help="Keep regions with 0 < mean < this.")(fn)
+    fn = click.option("--max-var", default=50.0, show_default=True, type=float, callback=method_range("--max-var"),
+                      help="Keep regions with 0 < variance < this.")(fn)
+    fn = click.option("--grid", default=8, show_default=True, type=int, callback=method_range("--grid"),
+                      help="Regions per side (each region needs at least 2x2 pixels).")(fn)
+    return fn
+
+
+FIT = click.Choice(FITS)
+
+
+def alpha_option(fn: Callable[..., Any], default: float | None = None) -> Callable[..., Any]:
+    extra = {"default": default, "show_default": True} if default is not None else {"required": True}
+    return click.option("--alpha", type=float, callback=method_range("--alpha"),
+                        help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)(fn)
+
+
+def s_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--s", "s", default=3, show_default=True, type=int, callback=method_range("--s"),
+                        help="Window side (odd) rotated around each target.")(fn)
+
+
+def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("--seed"))(fn)

@@ -1,0 +1,172 @@
+"""The ``train`` and ``eval`` commands. torch is imported inside the commands, never at import."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+#: ``--smoke``: a tiny model on small crops for one epoch, seconds on a CPU.
+SMOKE_PRESET = {"width": 8, "crop": 64, "epochs": 1, "batch_size": 4}
+DEVICES = click.Choice(["auto", "cpu", "cuda"])
+POSITIVE = click.IntRange(min=1)
+SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from sirst_synth.store.dataset import DatasetError
+    from sirst_synth.store.imageio import ImageError
+    from sirst_synth.train.errors import CheckpointError, TrainError
+
+    return DatasetError, ImageError, CheckpointError, TrainError
+
+
+@click.command("train")
+@click.option("--data", type=click.Path(),
+              help="Training dataset: a folder (DNANet layout) or a build --format h5 file. Required unless --resume.")
+@click.option("--split", help=SPLIT_HELP)
+@click.option("--train-list", default="train.txt", show_default=True,
+              help="Train list file name in the split folder (SIRST: trainval.txt).")
+@click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
+@click.option("--eval-data", type=click.Path(),
+              help="Dataset whose test split scores each epoch [default: the --data test split].")
+@click.option("--epochs", default=1500, show_default=True, type=POSITIVE)
+@click.option("--batch-size", default=256, show_default=True, type=POSITIVE)
+@click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Adagrad learning rate.")
+@click.option("--neg-loss", type=click.Choice(["sum", "min", "none"]), default="sum", show_default=True,
+              help="Group loss over a group's views: sum (Eq. 9), min (Algorithm 2), none (plain Soft-IoU).")
+@click.option("--device", type=DEVICES, default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--width", default=32, show_default=True, type=POSITIVE,
+              help="Base channel count of the U-Net (32: 8.69 M parameters).")
+@click.option("--crop", default=256, show_default=True, type=int, help="Training crop side, a multiple of 16.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: 8 on CUDA, 0 on CPU].")
+@click.option("--steps-per-epoch", type=POSITIVE,
+              help="Optimiser steps per epoch [default: one pass over the training set].")
+@click.option("--eval-every", default=1, show_default=True, type=POSITIVE,
+              help="Score the eval split every N epochs (and after the last).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt.")
+@click.option("--smoke", is_flag=True,
+              help="Quick check: width 8, crop 64, 1 epoch, batch 4 (options given explicitly win).")
+@click.pass_context
+def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any) -> None:
+    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule).
+
+    Writes last.pt, best.pt (best eval mIoU), epochs.csv and metrics.json into the run folder.
+    """
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    if smoke:
+        for name, value in SMOKE_PRESET.items():
+            if name not in given:
+                options[name] = given[name] = value
+    if options["crop"] < 16 or options["crop"] % 16:
+        raise click.BadParameter("must be a positive multiple of 16", param_hint="--crop")
+    for name in ("data", "eval_data"):
+        if options[name] is not None:
+            options[name] = given[name] = os.path.abspath(options[name])
+
+    from sirst_synth.train.loop import TrainConfig, resume_config, train
+
+    try:
+        if resume:
+            config = resume_config(options["out"], given)
+        elif options["data"] is None:
+            raise click.UsageError("--data is required (unless --resume)")
+        else:
+            config = TrainConfig(**options)
+        train(config, resume=resume)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("eval")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint (last.pt or best.pt) to score.")
+@click.option("--pred", type=click.Path(file_okay=False),
+              help="Folder of predicted masks <id>.png (> 127 is target) to score instead of a model.")
+@click.option("--data", required=True, type=click.Path(),
+              help="Dataset with the ground truth: a folder or a build --format h5 file.")
+@click.option("--split", help=SPLIT_HELP)
+@click.option("--train-list", default="train.txt", show_default=True, help="Train list file name in the split folder.")
+@click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
+@click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which list to score.")
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"mIoU", "nIoU", "Pd", "Fa", "images", "targets"}.')
+@click.option("--save-pred", type=click.Path(file_okay=False), help="Write the model's predicted masks (0/255 PNG) here.")
+@click.option("--device", type=DEVICES, default="auto", show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
+              help="Images per forward pass (same-size images only).")
+def eval_command(
+    checkpoint: str | None, pred: str | None, data: str, split: str | None, train_list: str, test_list: str,
+    part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int,
+) -> None:
+    """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
+    if (checkpoint is None) == (pred is None):
+        raise click.UsageError("give exactly one of --checkpoint and --pred")
+    if save_pred is not None and checkpoint is None:
+        raise click.UsageError("--save-pred needs --checkpoint")
+    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.train.metrics import format_table
+
+    try:
+        ds = open_dataset(data, split, train_list, test_list)
+        ids = ds.ids(part)
+        if checkpoint is not None:
+            result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred)
+        else:
+            result = _score_folder(Path(pred), ds, ids)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}))
+    else:
+        click.echo(f"{checkpoint or pred} on {data} ({ds.split}/{part})")
+        click.echo(format_table(result))
+
+
+def _score_folder(pred_dir: Path, ds: Any, ids: list[str]) -> dict[str, float | int]:
+    from sirst_synth.store import imageio
+    from sirst_synth.train.metrics import Scores, from_png_mask
+
+    if not pred_dir.is_dir():
+        raise click.ClickException(f"{pred_dir}: prediction folder not found")
+    scores = Scores()
+    for id_ in ids:
+        path = pred_dir / f"{id_}.png"
+        if not path.is_file():
+            raise click.ClickException(f"{path}: no prediction for id {id_}")
+        pred = from_png_mask(imageio.read_mask(path))
+        gt = ds.read_mask(id_) > 0
+        if pred.shape != gt.shape:
+            raise click.ClickException(f"{path}: size {pred.shape} differs from the mask of id {id_} {gt.shape}")
+        scores.update(pred, gt)
+    return scores.result()
+
+
+def _score_checkpoint(
+    path: str, ds: Any, ids: list[str], device_name: str, batch_size: int, save_pred: str | None
+) -> dict[str, float | int]:
+    import numpy as np
+
+    from sirst_synth.store import imageio
+    from sirst_synth.train import checkpoint
+    from sirst_synth.train.loop import resolve_device
+    from sirst_synth.train.predict import evaluate
+
+    device = resolve_device(device_name)
+    model, mean, std = checkpoint.build_model(checkpoint.load(path, device), device)
+    save = None
+    if save_pred is not None:
+        out = Path(save_pred)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def save(id_: str, pred: np.ndarray) -> None:
+            imageio.write_atomic(out / f"{id_}.png", imageio.encode_png(pred.astype(np.uint8) * 255))
+
+    return evaluate(model, ds, ids, mean, std, device, batch_size, on_prediction=save)

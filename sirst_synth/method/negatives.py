@@ -1,0 +1,81 @@
+"""Negative augmentation: each target's s x s centre window rotated by 90, 180, 270 degrees (SPEC section 4).
+
+Pure functions. The window is centred on the target's rounded centroid and shifted inward at
+borders, never shrunk. Only that one window changes, in the image and the mask alike.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from sirst_synth.method.choices import ROTATIONS
+from sirst_synth.method.targets import Target
+
+
+def max_negatives(targets: int) -> int:
+    """The most negatives an image with ``targets`` targets yields (repeats are skipped)."""
+    return len(ROTATIONS) * targets
+
+
+@dataclass(frozen=True)
+class Negative:
+    """A negative view: target, rotation k (counter-clockwise k * 90 degrees), window origin, arrays."""
+
+    target: Target
+    k: int
+    y0: int
+    x0: int
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def check_window_size(s: int, height: int, width: int) -> None:
+    """Raise ValueError unless ``s`` is odd, >= 1 and fits the image."""
+    if s < 1 or s % 2 == 0:
+        raise ValueError(f"s must be odd and >= 1, got {s}")
+    if s > height or s > width:
+        raise ValueError(f"s={s} is larger than the {height}x{width} image")
+
+
+def window_origin(cy: int, cx: int, s: int, height: int, width: int) -> tuple[int, int]:
+    """Top-left corner of the s x s window centred on (cy, cx), shifted inside the image."""
+    check_window_size(s, height, width)
+    half = s // 2
+    y0 = min(max(cy - half, 0), height - s)
+    x0 = min(max(cx - half, 0), width - s)
+    return y0, x0
+
+
+def rotate_window(array: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.ndarray:
+    """A copy of ``array`` with its s x s window at (y0, x0) replaced by ``np.rot90(window, k)``."""
+    out = array.copy()
+    window = array[y0 : y0 + s, x0 : x0 + s]
+    out[y0 : y0 + s, x0 : x0 + s] = np.rot90(window, k, axes=(0, 1))
+    return out
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(array.tobytes(), digest_size=16).digest()
+
+
+def negatives(image: np.ndarray, mask: np.ndarray, targets: list[Target], s: int) -> Iterator[Negative]:
+    """The distinct negatives of an image: targets in label order, k = 1, 2, 3.
+
+    A rotation that would repeat an image already in the group (the input itself, e.g. for a
+    symmetric window, or an earlier negative) is skipped, so no two views are byte-identical.
+    """
+    height, width = image.shape[:2]
+    check_window_size(s, height, width)
+    seen = {_digest(image)}
+    for target in targets:
+        y0, x0 = window_origin(target.cy, target.cx, s, height, width)
+        for k in ROTATIONS:
+            rotated = rotate_window(image, y0, x0, s, k)
+            digest = _digest(rotated)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            yield Negative(target, k, y0, x0, rotated, rotate_window(mask, y0, x0, s, k))

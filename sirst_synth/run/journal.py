@@ -1,0 +1,190 @@
+"""The state of an unfinished build, kept in the output folder so ``--resume`` can finish it.
+
+    OUT/.sirst-synth-partial/run.json       command, parameters, source fingerprint (written first)
+    OUT/.sirst-synth-partial/noise.h5       the build's noise bank (workers read it by path)
+    OUT/.sirst-synth-partial/<stage>.jsonl  one line per finished job: its key and manifest rows
+
+A journal line is appended by the parent once a job's files are renamed into place, in job order,
+so a journal is always a prefix of the plan: ``--resume`` replays it and runs what is missing.
+Rows also stream from the journals into ``manifest.csv`` at the end, so a build never holds all of
+its rows in memory. The folder is removed when the dataset is complete; while it exists, the
+dataset has no ``sirst-synth.json`` and is not complete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sirst_synth.errors import ResumeError
+from sirst_synth.run.parallel import run_jobs
+from sirst_synth.store.imageio import write_atomic
+from sirst_synth.store.layout import state_dir, temp_files
+from sirst_synth.store.manifest import COLUMNS, Row
+
+RUN_NAME = "run.json"
+
+
+
+
+def write_run(out: Path, run: dict) -> None:
+    """Create the state folder and record what is being built (before any image is written)."""
+    folder = state_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / RUN_NAME, (json.dumps(run, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def read_run(out: Path) -> dict | None:
+    """The record of the interrupted build in ``out``, or None when it has none."""
+    path = state_dir(out) / RUN_NAME
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"{path}: unreadable build record ({exc}); use --force to start again") from None
+    if not isinstance(run, dict) or not isinstance(run.get("parameters"), dict):
+        raise ResumeError(f"{path}: not a build record; use --force to start again")
+    return run
+
+
+def check_same_run(out: Path, before: dict, now: dict, where: str | Path | None = None) -> None:
+    """Refuse to resume when the command, a parameter or the source differs from the build
+    recorded in ``where`` (default: the interrupted build's run.json)."""
+    where = where or state_dir(out) / RUN_NAME
+    if before.get("command") != now["command"]:
+        raise ResumeError(f"{out}: holds an interrupted '{before.get('command')}', not '{now['command']}' ({where})")
+    old, new = before.get("parameters", {}), now["parameters"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise ResumeError(
+                f"{out}: --resume needs the parameters it was built with: {key} was {old.get(key)!r}, "
+                f"now {new.get(key)!r} ({where}); pass the same options or use --force to start again"
+            )
+    if before.get("fingerprint") != now["fingerprint"]:
+        raise ResumeError(
+            f"{out}: the source changed since it was built (fingerprint {str(before.get('fingerprint'))[:12]} "
+            f"-> {now['fingerprint'][:12]}); use --force to start again"
+        )
+
+
+def remove_state(out: Path) -> None:
+    """Delete the state folder (the dataset is complete, or is being started afresh)."""
+    shutil.rmtree(state_dir(out), ignore_errors=True)
+
+
+def remove_temp_files(out: Path) -> int:
+    """Delete the temporary files of writes cut short (``.<name>.<pid>.tmp`` in ``out`` and the
+    folders in it: images, masks, the split lists, the manifest); return how many."""
+    removed = 0
+    for path in [*temp_files(out), *(p for folder in out.iterdir() if folder.is_dir() for p in temp_files(folder))]:
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _encode(key: str, rows: list[Row]) -> bytes:
+    line = json.dumps([key, [[r[c] for c in COLUMNS] for r in rows]], separators=(",", ":"))
+    return (line + "\n").encode("utf-8")
+
+
+def _decode(line: bytes) -> tuple[str, list[Row]]:
+    """A journal line's key and rows; ValueError when the line is not one."""
+    try:
+        key, rows = json.loads(line)
+        rows = [dict(zip(COLUMNS, values, strict=True)) for values in rows]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a journal line ({exc})") from None
+    if not isinstance(key, str):
+        raise ValueError("not a journal line (key)")
+    return key, rows
+
+
+class Journal:
+    """Finished jobs of one stage, in job order: replayed on resume, then appended to.
+
+    Call :meth:`take` for each job in plan order: it returns the recorded rows while the journal
+    has them, then None (run the job and :meth:`append` its rows). A last line cut short by a
+    kill is dropped when the journal is opened; any other unreadable line is an error.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._reader = self._complete_lines() if path.exists() else iter(())
+        self._replaying = True
+        self._fh = None
+
+    def _complete_lines(self) -> Iterator[bytes]:
+        good = 0
+        with open(self.path, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.endswith(b"\n"):
+                    break  # the line a kill cut short: dropped, its job runs again
+                try:
+                    _decode(line)
+                except ValueError as exc:
+                    raise ResumeError(f"{self.path}: line {number}: {exc}; use --force to start again") from None
+                good += len(line)
+        with open(self.path, "r+b") as fh:
+            fh.truncate(good)
+        return self._lines()
+
+    def _lines(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as fh:
+            yield from fh
+
+    def take(self, key: str) -> list[Row] | None:
+        """The recorded rows of job ``key``, or None once the journal has no more jobs."""
+        if not self._replaying:
+            return None
+        line = next(self._reader, None)
+        if line is None:
+            self._replaying = False
+            return None
+        got, rows = _decode(line)
+        if got != key:
+            raise ResumeError(
+                f"{self.path}: records job {got!r} where the plan has {key!r}; the interrupted build "
+                "did not make this plan; use --force to start again"
+            )
+        return rows
+
+    def append(self, key: str, rows: list[Row]) -> None:
+        """Record a finished job (its files are already in place)."""
+        if self._fh is None:
+            self._replaying = False
+            self._fh = open(self.path, "ab")
+        self._fh.write(_encode(key, rows))
+        self._fh.flush()
+
+    def rows(self) -> Iterator[Row]:
+        """Every recorded row, in job order (read from disk, not held in memory)."""
+        self.close()
+        if self.path.exists():
+            for line in self._lines():
+                yield from _decode(line)[1]
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def run_recorded(
+    fn: Callable[..., list[Row]], jobs: Sequence[Any], keys: Sequence[str], journal: Journal,
+    n_jobs: int, label: str, progress: bool, *args: Any,
+) -> Iterator[list[Row]]:
+    """Yield each job's rows in job order: recorded ones from ``journal``, the others run in
+    workers and recorded as they come back."""
+    done = 0
+    for key in keys:
+        rows = journal.take(key)
+        if rows is None:
+            break
+        done += 1
+        yield rows
+    for key, rows in zip(keys[done:], run_jobs(fn, jobs[done:], n_jobs, label, progress, *args)):
+        journal.append(key, rows)
+        yield rows

@@ -1,0 +1,192 @@
+"""The output folder: refusing unsafe targets, starting or resuming a build there, and writing the
+files that complete a dataset.
+
+Images and masks are written by the workers. The split lists, ``manifest.csv`` and, last of all,
+``sirst-synth.json`` (the completion mark) are written here only once every image is in place,
+so an interrupted build never looks complete. Until then the folder holds the build's state
+(:mod:`sirst_synth.run.journal`), from which ``--resume`` finishes it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from sirst_synth import __version__
+from sirst_synth.errors import OutputError
+from sirst_synth.run.journal import (
+    ResumeError,
+    check_same_run,
+    read_run,
+    remove_state,
+    remove_temp_files,
+    write_run,
+)
+from sirst_synth.store.imageio import write_atomic
+from sirst_synth.store.layout import (
+    INFO_NAME,
+    MANIFEST_NAME,
+    PIXEL_FOLDERS,
+    STATE_NAME,
+    state_dir,
+    temp_path,
+)
+from sirst_synth.store.manifest import COLUMNS, Row
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> None:
+    """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``
+    or (for an interrupted or complete build of this tool) ``resume``.
+
+    Writes nothing, so commands call it before reading their sources.
+    """
+    out_r, src_r = out.resolve(), src.resolve()
+    if _inside(out_r, src_r):
+        raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not state_dir(out).is_dir() and not (out / INFO_NAME).is_file():
+                raise ResumeError(f"{out}: not a build of this tool (no {state_dir(out).name}/ or {INFO_NAME}); "
+                                  "nothing to resume")
+        elif not force:
+            what = "an interrupted build: use --resume to finish it" if state_dir(out).is_dir() else "use --force to replace its contents"
+            raise OutputError(f"{out}: output folder is not empty; {what}")
+        if _inside(src_r, out_r):
+            raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
+
+
+def check_output_file(out: Path, src: Path, force: bool) -> None:
+    """Refuse a file output inside the source, a folder, and an existing file unless ``force``.
+
+    Writes nothing: the caller creates the parent folder when it starts writing."""
+    if _inside(out.resolve(), src.resolve()):
+        raise OutputError(f"{out}: output file is inside the source ({src}); choose another -o")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name such as noise.h5")
+    if out.exists() and not force:
+        raise OutputError(f"{out}: exists; use --force to replace it")
+
+
+def make_folder(path: Path) -> None:
+    """mkdir -p with one clear line when it cannot be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create folder ({exc.strerror})") from None
+
+
+def completed_run(out: Path) -> dict | None:
+    """The ``sirst-synth.json`` of a complete dataset in ``out``, or None."""
+    if state_dir(out).exists() or not (out / INFO_NAME).is_file():
+        return None
+    try:
+        return json.loads((out / INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{out / INFO_NAME}: unreadable ({exc}); use --force to rebuild") from None
+
+
+def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool,
+                 completed: dict | None = None) -> str:
+    """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts.
+
+    ``"fresh"``: cleared (files of this tool only) and marked as started. ``"resumed"``: the
+    interrupted build of the same run, its temporary files dropped. ``"complete"``: with
+    ``resume``, a finished dataset of the same run (``completed``: the ``sirst-synth.json`` of a
+    finished dataset kept elsewhere, such as a packed HDF5 file): nothing to do.
+    """
+    check_output(out, src, force, resume)
+    if resume:
+        done = completed if completed is not None else completed_run(out)
+        if done is not None:
+            record = {"command": done.get("command"), "parameters": done.get("parameters", {}),
+                      "fingerprint": (done.get("source") or {}).get("fingerprint")}
+            check_same_run(out, record, run, where="its sirst-synth.json")
+            return "complete"
+        before = read_run(out)
+        if before is not None:
+            check_same_run(out, before, run)
+            remove_temp_files(out)
+            _make_pixel_folders(out)
+            return "resumed"
+    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, STATE_NAME):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    _make_pixel_folders(out)
+    write_run(out, run)
+    return "fresh"
+
+
+def _make_pixel_folders(out: Path) -> None:
+    for name in PIXEL_FOLDERS:
+        make_folder(out / name)
+
+
+class _AtomicText:
+    """A text file written under a temporary name and renamed by :meth:`commit`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = temp_path(path)
+        self.fh = open(self.tmp, "w", encoding="utf-8", newline="\n")
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict) -> dict[str, int]:
+    """Stream ``rows`` (in order) into the split lists and the manifest, then write
+    ``sirst-synth.json`` with the counts, then drop the build state. Return the counts."""
+    make_folder(out / split)
+    files = [_AtomicText(out / split / "train.txt"), _AtomicText(out / split / "test.txt"),
+             _AtomicText(out / MANIFEST_NAME)]
+    lists = {"train": files[0].fh, "test": files[1].fh}
+    counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
+    try:
+        manifest = csv.writer(files[2].fh, lineterminator="\n")
+        manifest.writerow(COLUMNS)
+        for row in rows:
+            lists[row["split"]].write(row["id"] + "\n")
+            manifest.writerow([row[c] for c in COLUMNS])
+            _count(counts, row)
+        for f in files:
+            f.commit()
+    except BaseException:
+        for f in files:
+            f.abort()
+        raise
+    info = {"tool": "sirst-synth", "version": __version__, **info, "counts": counts}
+    write_atomic(out / INFO_NAME, (json.dumps(info, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    remove_state(out)
+    return counts
+
+
+def _count(counts: dict[str, int], row: Row) -> None:
+    counts[row["split"]] += 1
+    if row["split"] == "train":
+        counts[row["kind"]] += 1
+
+
+def count_kinds(rows: Iterable[Row]) -> dict[str, int]:
+    """Images per split and per kind of the train split."""
+    counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
+    for r in rows:
+        _count(counts, r)
+    return counts
+

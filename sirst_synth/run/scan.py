@@ -1,0 +1,171 @@
+"""Validating a source dataset before anything is written, and sampling noise in the same pass.
+
+Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
+size. The worker returns a small record (size, channels, targets, file hashes) and, for train
+images when asked, the noise-prone patches of that image (SPEC section 2).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
+from sirst_synth.method.targets import find_targets
+from sirst_synth.plan.params import NoiseParams
+from sirst_synth.run.parallel import run_jobs
+from sirst_synth.store import imageio
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import PARTS, id_problem
+from sirst_synth.store.noisebank import NoiseBankWriter
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What the plan needs to know of one valid source image."""
+
+    id: str
+    part: str
+    height: int
+    width: int
+    channels: int
+    targets: int
+    sha256_image: str
+    sha256_mask: str
+    #: mask values other than 0 and 255 (at most 5, ascending); pixels > 0 are still the targets.
+    odd_mask_values: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A bad source id and what is wrong with it."""
+
+    id: str
+    part: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message if self.id == "-" else f"{self.part} id {self.id!r}: {self.message}"
+
+
+@dataclass
+class ScanResult:
+    """Valid records per part, in split order, and the problems found."""
+
+    records: dict[str, list[SourceRecord]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every valid id with its part and file hashes, in split order."""
+        h = hashlib.sha256()
+        for part in sorted(self.records):
+            for r in self.records[part]:
+                h.update(f"{part}\t{r.id}\t{r.sha256_image}\t{r.sha256_mask}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _ScanJob:
+    id: str
+    part: str
+    sample: bool
+
+
+_Outcome = tuple["SourceRecord | None", "Problem | None", list[NoiseRegion], list[np.ndarray]]
+
+
+def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
+    bad = id_problem(job.id)
+    if bad:
+        return None, Problem(job.id, job.part, bad), [], []
+    try:
+        image_bytes = imageio.read_bytes(ds.image_path(job.id))
+        image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
+        mask_bytes = imageio.read_bytes(ds.mask_path(job.id))
+        mask = imageio.mask_from_image(imageio.decode_image(mask_bytes, f"mask {ds.mask_path(job.id)}"))
+    except imageio.ImageError as exc:
+        return None, Problem(job.id, job.part, str(exc)), [], []
+    (h, w), (mh, mw) = image.shape[:2], mask.shape
+    if (h, w) != (mh, mw):
+        return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
+    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
+    record = SourceRecord(
+        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
+        imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
+    )
+    if not job.sample:
+        return record, None, [], []
+    if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
+        return record, None, [], []
+    gray = imageio.to_gray(image)
+    regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
+    return record, None, regions, [crop(gray, r.box) for r in regions]
+
+
+def odd_mask_warnings(result: ScanResult, shown: int = 5) -> list[str]:
+    """Warning lines for masks with values other than 0 and 255 (the first ``shown``, then a count)."""
+    odd = [r for records in result.records.values() for r in records if r.odd_mask_values]
+    lines = [f"{r.part} id {r.id!r}: mask has values other than 0 and 255 ({', '.join(map(str, r.odd_mask_values))}"
+             f"{', ...' if len(r.odd_mask_values) == 5 else ''}); pixels > 0 are used as targets" for r in odd[:shown]]
+    if len(odd) > shown:
+        lines.append(f"... and {len(odd) - shown} more masks with values other than 0 and 255")
+    return lines
+
+
+def check_grid(records: list[SourceRecord], grid: int) -> str | None:
+    """Why ``grid`` is unusable (regions under 2x2 pixels in the smallest train image), or None."""
+    if not records:
+        return None
+    small = min(records, key=lambda r: min(r.height, r.width))
+    if small.height // grid >= 2 and small.width // grid >= 2:
+        return None
+    best = min(small.height, small.width) // 2
+    return (f"--grid {grid} cuts train id {small.id!r} ({small.width}x{small.height} pixels) into regions of "
+            f"{small.height // grid}x{small.width // grid} pixels; regions need at least 2x2 pixels: use --grid <= {best}")
+
+
+def duplicate_problems(ds: Dataset, ids: dict[str, list[str]]) -> list[Problem]:
+    """Ids listed twice in a part, or in both train and test (leakage)."""
+    problems = []
+    for part, part_ids in ids.items():
+        for id_, n in Counter(part_ids).items():
+            if n > 1:
+                problems.append(Problem(id_, part, f"listed {n} times in {ds.split_file(part)}"))
+    if "train" in ids and "test" in ids:
+        for id_ in sorted(set(ids["train"]) & set(ids["test"])):
+            problems.append(Problem(id_, "train", "also listed in the test split (test leakage)"))
+    return problems
+
+
+def scan(
+    ds: Dataset,
+    parts: tuple[str, ...],
+    n_jobs: int,
+    progress: bool,
+    noise: NoiseParams | None = None,
+    bank: NoiseBankWriter | None = None,
+) -> ScanResult:
+    """Validate every id of ``parts``; with ``bank``, sample noise from the train images into it.
+
+    Both split lists are checked for duplicates and train/test leakage, whichever parts are read.
+    """
+    ids = {part: ds.ids(part) for part in parts}
+    listed = {part: ids[part] if part in ids else ds.ids(part) for part in PARTS}
+    result = ScanResult(problems=duplicate_problems(ds, listed))  # leakage even when only train is read
+    result.problems += [Problem("-", p, f"{ds.split_file(p)} lists no id") for p in parts if not ids[p]]
+    if result.problems:
+        return result
+    jobs = [_ScanJob(i, part, bank is not None and part == "train") for part in parts for i in ids[part]]
+    result.records = {part: [] for part in parts}
+    outcomes = run_jobs(_scan_one, jobs, n_jobs, "checking sources", progress, ds, noise or NoiseParams())
+    for job, (record, problem, regions, patches) in zip(jobs, outcomes):
+        if problem is not None:
+            result.problems.append(problem)
+            continue
+        result.records[job.part].append(record)
+        if job.sample:
+            bank.add(job.id, regions, patches)
+    return result

@@ -1,0 +1,1 @@
+"""The stages of the method, one module each, all implementing :class:`.base.Stage`."""

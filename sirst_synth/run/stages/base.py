@@ -1,0 +1,200 @@
+"""The stage interface, and the skeleton every stage that writes a dataset folder shares.
+
+A stage is one command of the method (sample-noise, displace, negaug, build): it checks its
+parameters and its source before anything is written, plans every job up front, runs the jobs
+in workers, and completes its output. To add one, subclass :class:`DatasetStage` (a stage that
+writes a dataset) or :class:`Stage` (anything else) in a module of this package, and give it a
+CLI command in :mod:`sirst_synth.cli.data`; the README's developer section shows an example.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sirst_synth.errors import PlanError, SourceProblems
+from sirst_synth.run.jobs import CopyJob, Place, run_copy
+from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.output import (
+    check_output,
+    completed_run,
+    finish_output,
+    start_output,
+)
+from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import PARTS, state_dir
+from sirst_synth.store.manifest import Row, original_row
+
+log = logging.getLogger("sirst_synth")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, not what to compute: outputs never depend on these."""
+
+    n_jobs: int = -1
+    progress: bool = False
+    skip_invalid: bool = False
+    force: bool = False
+    resume: bool = False
+
+
+@dataclass
+class Sources:
+    """A checked source: the scan's valid records, and the ids left out with ``--skip-invalid``."""
+
+    result: ScanResult
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def train(self) -> list[Any]:
+        return self.result.records["train"]
+
+    def ids(self) -> set[str]:
+        """Every valid id of every part read."""
+        return {r.id for records in self.result.records.values() for r in records}
+
+
+class Stage(ABC):
+    """One command of the method: ``run`` it on a source dataset to write ``out``."""
+
+    #: the command's name, recorded in ``sirst-synth.json``
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
+        """Write the stage's output; return its summary (counts, seconds, ...)."""
+
+
+def check_sources(result: ScanResult, opts: RunOptions) -> Sources:
+    """Raise on bad ids unless they may be skipped; warn about odd masks."""
+    if result.problems and (not opts.skip_invalid or not result.records):
+        raise SourceProblems(result.problems, skippable=bool(result.records))
+    if not result.records["train"]:
+        raise PlanError(f"no valid train image left after skipping {len(result.problems)} bad id(s)")
+    for line in odd_mask_warnings(result):
+        log.warning(line)
+    return Sources(result, [{"id": p.id, "split": p.part, "problem": p.message} for p in result.problems])
+
+
+class DatasetStage(Stage):
+    """A stage that copies its source dataset into ``out`` and adds generated training images.
+
+    :meth:`run` is the skeleton: refuse an unsafe output, check the source and plan
+    (:meth:`prepare`), start or resume the output, copy every source image, run the stage's own
+    jobs (:meth:`train_rows`) and write the closing files. A subclass supplies the parts in between.
+    """
+
+    def run(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``completed``: the record of a finished copy kept elsewhere (see :mod:`.build_h5`)."""
+        start = time.perf_counter()
+        ds = dataclasses.replace(ds, root=ds.root.resolve())  # workers elsewhere (a cluster) reach it by path
+        self.params.validate()
+        check_output(out, ds.root, opts.force, opts.resume)
+        try:
+            sources = self.prepare(ds, opts)
+            record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
+                      "fingerprint": sources.result.fingerprint()}
+            how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
+            if how == "complete":
+                return already_complete(out, completed)
+            bank = self.place_bank(out)
+        finally:
+            self.cleanup()
+        place = Place(ds, out.resolve(), bank)
+        copies = run_copies(copy_jobs(ds, sources.result), place, opts)
+        rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
+        return finish(out, ds, sources, rows, record, self.extra_info(), start, how)
+
+    #: the stage's parameters (a dataclass of :mod:`sirst_synth.plan.params`)
+    params: Any
+
+    @abstractmethod
+    def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
+        """Scan and check the source, check the plan against it; write nothing in the output."""
+
+    def record_params(self) -> dict[str, Any]:
+        """The parameters recorded in ``sirst-synth.json`` (and compared on ``--resume``)."""
+        return dict(self.params.record())
+
+    def place_bank(self, out: Path) -> str | None:
+        """Put what workers read besides the source (a noise bank) in place; return its path."""
+        return None
+
+    def cleanup(self) -> None:
+        """Remove what :meth:`prepare` left outside the output."""
+
+    @abstractmethod
+    def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
+        """Run the stage's jobs; return every train row of the output, in order."""
+
+    def extra_info(self) -> dict[str, Any]:
+        """More fields for ``sirst-synth.json``."""
+        return {}
+
+
+def scan_sources(ds: Dataset, opts: RunOptions) -> Sources:
+    """Check every id of both parts (no noise sampling)."""
+    return check_sources(scan(ds, PARTS, opts.n_jobs, opts.progress), opts)
+
+
+def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
+    """Copy jobs for every valid id, keeping the source's manifest rows when it has them."""
+    manifest = ds.manifest() or {}
+    jobs = []
+    for part in PARTS:
+        for rec in result.records.get(part, []):
+            row = manifest.get(rec.id) or original_row(rec.id, part)
+            jobs.append(CopyJob(rec.id, {**row, "split": part}))
+    return jobs
+
+
+def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> Journal:
+    """Copy every source id (recorded in the ``copies`` journal); return the journal."""
+    journal = Journal(state_dir(place.out) / "copies.jsonl")
+    keys = [f"{job.row['split']}/{job.id}" for job in jobs]
+    for _ in run_recorded(run_copy, jobs, keys, journal, opts.n_jobs, "copying", opts.progress, place):
+        pass
+    journal.close()
+    return journal
+
+
+def copied(copies: Journal, part: str) -> Iterator[Row]:
+    """The copied rows of ``part``, in split order, streamed from the journal."""
+    return (row for row in copies.rows() if row["split"] == part)
+
+
+def chain(*parts: Iterable[Row]) -> Iterator[Row]:
+    for part in parts:
+        yield from part
+
+
+def source_info(ds: Dataset, sources: Sources) -> dict[str, Any]:
+    result = sources.result
+    return {
+        "path": str(ds.root.resolve()), "split": ds.split, "train_list": ds.train_list,
+        "test_list": ds.test_list, "fingerprint": result.fingerprint(),
+        "train": len(result.records.get("train", [])), "test": len(result.records.get("test", [])),
+        "skipped_invalid": sources.skipped,
+    }
+
+
+def already_complete(out: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    info = info or completed_run(out) or {}
+    return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
+            "seconds": 0.0, "resumed": "complete"}
+
+
+def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],
+           extra: dict[str, Any], start: float, how: str) -> dict[str, Any]:
+    seconds = round(time.perf_counter() - start, 3)
+    info = {"command": record["command"], "parameters": record["parameters"], **extra,
+            "source": source_info(ds, sources), "resumed": how == "resumed", "elapsed_seconds": seconds}
+    counts = finish_output(out, ds.split, rows, info)
+    return {"out": str(out), **counts, "skipped": len(sources.skipped), "seconds": seconds, "resumed": how}

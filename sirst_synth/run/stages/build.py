@@ -1,0 +1,121 @@
+"""``build``: the whole SIRST-5K build (docs/method.md section 5): noise bank, then rounds of
+displacement + negatives in plan order, cut to exactly ``total`` training images."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import ClassVar
+
+from sirst_synth.errors import PlanError
+from sirst_synth.method.negatives import max_negatives
+from sirst_synth.plan.draws import NoiseDrawer
+from sirst_synth.plan.ids import build_id_clashes, displaced_id, refuse_clashes
+from sirst_synth.plan.params import BuildParams
+from sirst_synth.plan.units import next_batch, plan_units
+from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, remove_outputs, run_unit
+from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
+from sirst_synth.run.stages.displace import unit_key
+from sirst_synth.run.stages.negaug import check_window
+from sirst_synth.run.stages.sample_noise import check_and_sample
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import PARTS, state_dir
+from sirst_synth.store.manifest import Row, new_row
+from sirst_synth.store.noisebank import NoiseBank
+
+log = logging.getLogger("sirst_synth")
+
+
+@dataclass
+class Build(DatasetStage):
+    """Sample the noise bank while checking the source, then generate ``total - originals`` images.
+
+    The bank is sampled in a local temporary folder, then moved into the output's state folder,
+    where workers (local or on a cluster) read it by path.
+    """
+
+    name: ClassVar[str] = "build"
+    params: BuildParams = field(default_factory=BuildParams)
+    _workdir: Path | None = field(default=None, init=False)
+
+    def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
+        p = self.params
+        self._workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
+        sources, writer = check_and_sample(ds, PARTS, self._scanned_bank, {}, p.noise, opts)
+        log.info("noise bank: %d patches from %d of %d train images", len(writer), writer.images_with_patches,
+                 writer.images)
+        check_window(p.s, sources.train)
+        if p.total < len(sources.train):
+            raise PlanError(f"--total {p.total} is smaller than the {len(sources.train)} original training images")
+        self._check_plan(sources)
+        return sources
+
+    @property
+    def _scanned_bank(self) -> Path:
+        assert self._workdir is not None
+        return self._workdir / "noise.h5"
+
+    def _check_plan(self, sources: Sources) -> None:
+        """Before anything is written: enough patches for the rounds needed, no id clash.
+
+        Every unit yields at least one image, so ``ceil(needed / train images)`` rounds suffice.
+        """
+        train = sources.train
+        rounds = -(-(self.params.total - len(train)) // len(train))
+        with NoiseBank(self._scanned_bank) as bank:
+            NoiseDrawer(bank.source_id, self.params.seed).check_capacity([r.id for r in train], rounds)
+        refuse_clashes(build_id_clashes(sources.ids(), {r.id: r.targets for r in train}, rounds))
+
+    def place_bank(self, out: Path) -> str | None:
+        bank_path = state_dir(out).resolve() / "noise.h5"
+        shutil.move(self._scanned_bank, bank_path)
+        return str(bank_path)
+
+    def cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
+        needed = self.params.total - len(sources.train)
+        units = self._run_units(sources, place, needed, opts)
+        return chain(copied(copies, "train"), islice(units.rows(), needed))
+
+    def _run_units(self, sources: Sources, place: Place, needed: int, opts: RunOptions) -> Journal:
+        """Run units in plan order, batch by batch, until exactly ``needed`` images are generated.
+
+        Every unit's rows go to the ``units`` journal whole; the last unit is cut to fit (its extra
+        files removed), so the dataset's generated rows are the journal's first ``needed`` rows.
+        """
+        p = self.params
+        assert place.bank is not None
+        with NoiseBank(place.bank) as bank:
+            bank_sources, grid = bank.source_id, bank.grid
+        drawer = NoiseDrawer(bank_sources, p.seed)
+        max_sizes = {r.id: 1 + max_negatives(r.targets) for r in sources.train}
+        units = plan_units([r.id for r in sources.train], p.seed)
+        journal = Journal(state_dir(place.out) / "units.jsonl")
+        made = 0
+        while made < needed:
+            batch = next_batch(units, max_sizes, needed - made)
+            log.info("batch of %d units from round %d for %d images still needed", len(batch), batch[0][0],
+                     needed - made)
+            jobs = []
+            for round_, id_ in batch:
+                idx = drawer.draw(id_, round_)
+                draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
+                row = new_row(split="train", source_id=id_, round=round_)
+                jobs.append(UnitJob(id_, displaced_id(id_, round_), row, draw, p.alpha, p.fit, p.s))
+            for unit_rows in run_recorded(run_unit, jobs, [unit_key(j) for j in jobs], journal, opts.n_jobs,
+                                          "building", opts.progress, place):
+                room = needed - made
+                made += min(room, len(unit_rows))
+                remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
+        journal.close()
+        return journal
+
+

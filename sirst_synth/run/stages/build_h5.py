@@ -1,0 +1,53 @@
+"""``build --format h5``: the build written as one HDF5 file (docs/method.md section 6 and appendix 10).
+
+The PNG build is made (or resumed) in the folder ``OUT.building/``, packed into ``OUT`` (renamed
+into place when complete), then removed. ``--resume`` on a finished file checks its recorded
+parameters and source like a folder's.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sirst_synth.errors import ResumeError
+from sirst_synth.plan.params import BuildParams
+from sirst_synth.run.output import check_output_file
+from sirst_synth.run.stages.base import RunOptions, Stage
+from sirst_synth.run.stages.build import Build
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import temp_files
+
+
+@dataclass
+class BuildH5(Stage):
+    """:class:`Build` into one HDF5 file."""
+
+    name: ClassVar[str] = "build"
+    params: BuildParams = field(default_factory=BuildParams)
+
+    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
+        from sirst_synth.store.h5store import H5Dataset, pack_dataset
+
+        staging = out.with_name(out.name + ".building")
+        completed = None
+        if opts.resume and out.is_file() and not staging.exists():
+            completed = H5Dataset(out).info()
+        else:
+            check_output_file(out, ds.root, opts.force or opts.resume)
+        try:
+            summary = Build(self.params).run(ds, staging, opts, completed)
+        except ResumeError as exc:
+            if completed is None:
+                raise
+            raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+        if summary["resumed"] == "complete":
+            return {**summary, "out": str(out)}
+        start = time.perf_counter()
+        for tmp in temp_files(out.parent, out.name):  # a pack cut short
+            tmp.unlink(missing_ok=True)
+        pack_dataset(staging, out, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
+        shutil.rmtree(staging)
+        return {**summary, "out": str(out), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}

@@ -1,0 +1,85 @@
+"""``displace``: copy a dataset and add ``rounds`` Noise2Noise-displaced versions of every train
+image (docs/method.md section 3)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sirst_synth.plan.draws import NoiseDrawer
+from sirst_synth.plan.ids import check_new_ids, displaced_id
+from sirst_synth.plan.params import DisplaceParams
+from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, run_unit
+from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.stages.base import (
+    DatasetStage,
+    RunOptions,
+    Sources,
+    chain,
+    copied,
+    scan_sources,
+)
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import state_dir
+from sirst_synth.store.manifest import Row, new_row
+from sirst_synth.store.noisebank import NoiseBank
+
+
+def inherited(row: Row | None, id_: str, round_: int | None = None) -> Row:
+    """Fields a generated image inherits from its input's manifest row."""
+    source = (row or {}).get("source_id") or id_
+    fields: dict[str, Any] = {"split": "train", "source_id": source}
+    if round_ is not None:
+        fields["round"] = round_
+    elif row and row.get("round"):
+        fields.update({k: row[k] for k in ("round", "noise_source_id", "noise_row", "noise_col", "alpha")})
+    return new_row(**fields)
+
+
+def unit_key(job: UnitJob) -> str:
+    """A unit's key in the journal."""
+    return job.out_id if job.noise is not None else f"{job.out_id}/negatives"
+
+
+@dataclass
+class Displace(DatasetStage):
+    """Displace every train image ``rounds`` times with patches of the noise bank at ``bank``."""
+
+    name: ClassVar[str] = "displace"
+    params: DisplaceParams
+    bank: Path
+    _bank_info: dict[str, Any] = field(default_factory=dict, init=False)
+    _units: list[UnitJob] = field(default_factory=list, init=False)
+
+    def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
+        p = self.params
+        with NoiseBank(self.bank) as bank:
+            bank_sources, grid, self._bank_info = bank.source_id, bank.grid, bank.describe()
+        sources = scan_sources(ds, opts)
+        manifest = ds.manifest() or {}
+        check_new_ids(sources.ids(), (displaced_id(r.id, k) for r in sources.train for k in range(p.rounds)))
+        drawer = NoiseDrawer(bank_sources, p.seed)
+        for r in range(p.rounds):
+            for rec in sources.train:
+                row = inherited(manifest.get(rec.id), rec.id, r)
+                idx = drawer.draw(rec.id, r, row["source_id"])
+                draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
+                self._units.append(UnitJob(rec.id, displaced_id(rec.id, r), row, draw, p.alpha, p.fit))
+        return sources
+
+    def record_params(self) -> dict[str, Any]:
+        return {**self.params.record(), "noise_bank_sha256": self._bank_info["sha256"]}
+
+    def place_bank(self, out: Path) -> str | None:
+        return str(Path(self.bank).resolve())
+
+    def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
+        journal = Journal(state_dir(place.out) / "units.jsonl")
+        for _ in run_recorded(run_unit, self._units, [unit_key(u) for u in self._units], journal, opts.n_jobs,
+                              "displacing", opts.progress, place):
+            pass
+        return chain(copied(copies, "train"), journal.rows())
+
+    def extra_info(self) -> dict[str, Any]:
+        return {"noise_bank": self._bank_info}

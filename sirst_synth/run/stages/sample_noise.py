@@ -1,0 +1,64 @@
+"""``sample-noise``: the noise-prone regions of the train images, into a noise bank (docs/method.md section 2)."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sirst_synth.errors import PlanError
+from sirst_synth.plan.params import NoiseParams
+from sirst_synth.run.output import check_output_file, make_folder
+from sirst_synth.run.scan import check_grid, scan
+from sirst_synth.run.stages.base import RunOptions, Sources, Stage, check_sources
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.noisebank import NoiseBankWriter
+
+
+def check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs: dict[str, Any],
+                     noise: NoiseParams, opts: RunOptions) -> tuple[Sources, NoiseBankWriter]:
+    """Check every id of ``parts`` and sample the train images' noise into a bank at ``bank_path``,
+    which appears only when the sources, the grid and the bank pass their checks."""
+    writer = NoiseBankWriter(bank_path, {**noise.record(), **attrs})
+    try:
+        sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer), opts)
+        problem = check_grid(sources.train, noise.grid)
+        if problem:
+            raise PlanError(problem)
+        if len(writer) == 0:
+            raise PlanError(
+                f"no noise-prone region in {writer.images} train images with a {noise.grid}x{noise.grid} grid, "
+                f"0 < var < {noise.max_var:g} and 0 < mean < {noise.max_mean:g}; "
+                "relax the thresholds (raise --max-var or --max-mean) or change --grid"
+            )
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return sources, writer
+
+
+@dataclass
+class SampleNoise(Stage):
+    """Write the noise bank of the train images of a dataset to one HDF5 file."""
+
+    name: ClassVar[str] = "sample-noise"
+    params: NoiseParams
+
+    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.params.validate()
+        check_output_file(out, ds.root, opts.force)
+        attrs = {"split": ds.split, "source": str(ds.root.resolve())}
+        new_folder = next((p for p in [out.parent, *out.parent.parents] if p.parent.exists()), None)
+        new_folder = new_folder if new_folder is not None and not new_folder.exists() else None
+        make_folder(out.parent)
+        try:
+            sources, writer = check_and_sample(ds, ("train",), out, attrs, self.params, opts)
+        except BaseException:
+            if new_folder is not None:
+                shutil.rmtree(new_folder, ignore_errors=True)  # created above, and left empty by the writer
+            raise
+        return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
+                "skipped": len(sources.skipped), "seconds": time.perf_counter() - start}

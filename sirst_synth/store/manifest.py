@@ -1,0 +1,25 @@
+"""``manifest.csv``: one row per image of a built dataset, the plan plus hashes (SPEC section 6)."""
+from __future__ import annotations
+
+COLUMNS = (
+    "id", "split", "kind", "source_id", "round", "group",
+    "noise_source_id", "noise_row", "noise_col", "alpha",
+    "target", "cy", "cx", "s", "k",
+    "sha256_image", "sha256_mask",
+)
+
+Row = dict[str, str]
+
+
+def new_row(**fields: object) -> Row:
+    """A manifest row with every column present; unset columns are empty strings."""
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown manifest columns: {sorted(unknown)}")
+    return {c: "" if fields.get(c) is None else str(fields[c]) for c in COLUMNS}
+
+
+def original_row(id_: str, split: str) -> Row:
+    """The row of a source image copied unchanged (its own group)."""
+    return new_row(id=id_, split=split, kind="original", source_id=id_, group=id_)
+

@@ -1,0 +1,158 @@
+"""The noise bank: kept noise patches with their provenance, in one HDF5 file (SPEC section 2).
+
+Layout (all datasets indexed by patch number, except ``pixels``):
+
+    pixels       float32 (total,)   every patch's gray pixels, concatenated, row-major
+    offset       int64   (n,)       start of each patch in ``pixels``
+    shape        int32   (n, 2)     patch height, width
+    source_id    str     (n,)       id of the image the patch was cut from
+    grid         int32   (n, 2)     grid row, column of the region
+    box          int32   (n, 4)     pixel box y0, x0, y1, x1
+    var, mean    float64 (n,)
+    attrs: grid, max_var, max_mean, split, images, images_with_patches, tool version
+
+Patches are appended image by image while sampling, so the bank is never held in memory whole.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from sirst_synth import __version__
+from sirst_synth.errors import NoiseBankError
+from sirst_synth.method.noise import NoiseRegion
+from sirst_synth.store.layout import temp_path
+
+_CHUNK = 4096
+
+
+
+
+class NoiseBankWriter:
+    """Append patches image by image; ``close()`` writes the index. Writes to a temporary file
+    that is renamed to ``path`` only when closed without error."""
+
+    def __init__(self, path: str | os.PathLike, attrs: dict):
+        self.path = Path(path)
+        self._tmp = temp_path(self.path)
+        self._file = h5py.File(self._tmp, "w")
+        self._pixels = self._file.create_dataset(
+            "pixels", shape=(0,), maxshape=(None,), dtype="float32", chunks=(_CHUNK,),
+            compression="gzip", compression_opts=4, shuffle=True,
+        )
+        self._attrs = dict(attrs)
+        self._rows: list[tuple] = []
+        self._size = 0
+        self.images = 0
+        self.images_with_patches = 0
+
+    def add(self, source_id: str, regions: Sequence[NoiseRegion], patches: Sequence[np.ndarray]) -> None:
+        """Append one image's kept regions and their float32 patches."""
+        self.images += 1
+        if regions:
+            self.images_with_patches += 1
+        flat = [np.asarray(p, dtype=np.float32).ravel() for p in patches]
+        total = sum(f.size for f in flat)
+        if total:
+            self._pixels.resize((self._size + total,))
+            self._pixels[self._size :] = np.concatenate(flat)
+        for region, patch, f in zip(regions, patches, flat):
+            self._rows.append((source_id, region, self._size, patch.shape))
+            self._size += f.size
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def close(self) -> None:
+        """Write the index and attributes, then move the file into place."""
+        f, rows = self._file, self._rows
+        f.create_dataset("offset", data=np.array([r[2] for r in rows], dtype=np.int64))
+        f.create_dataset("shape", data=np.array([r[3] for r in rows], dtype=np.int32).reshape(-1, 2))
+        f.create_dataset("source_id", data=[r[0] for r in rows], dtype=h5py.string_dtype())
+        f.create_dataset("grid", data=np.array([(r[1].row, r[1].col) for r in rows], dtype=np.int32).reshape(-1, 2))
+        f.create_dataset("box", data=np.array([r[1].box for r in rows], dtype=np.int32).reshape(-1, 4))
+        f.create_dataset("var", data=np.array([r[1].var for r in rows], dtype=np.float64))
+        f.create_dataset("mean", data=np.array([r[1].mean for r in rows], dtype=np.float64))
+        f.attrs.update(self._attrs)
+        f.attrs["images"] = self.images
+        f.attrs["images_with_patches"] = self.images_with_patches
+        f.attrs["tool_version"] = __version__
+        f.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        try:
+            self._file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+class NoiseBank:
+    """Read access to a noise bank; the small index is loaded, pixels are read per patch."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+            f = self._file
+            self.offset = f["offset"][()]
+            self.shape = f["shape"][()]
+            self.source_id = [s.decode() if isinstance(s, bytes) else s for s in f["source_id"][()]]
+            self.grid = f["grid"][()]
+            self.box = f["box"][()]
+            self.var = f["var"][()]
+            self.mean = f["mean"][()]
+            self.attrs = dict(f.attrs)
+        except (OSError, KeyError) as exc:
+            raise NoiseBankError(f"{self.path}: not a readable noise bank ({exc})") from None
+        if len(self.offset) == 0:
+            raise NoiseBankError(f"{self.path}: the noise bank holds no patch")
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def describe(self) -> dict:
+        """Path, content hash, patch count and sampling thresholds, for a dataset's record."""
+        import hashlib
+
+        with open(self.path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        keep = ("grid", "max_var", "max_mean", "split", "source")
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in self.attrs.items() if k in keep}
+        return {"path": str(self.path.resolve()), "sha256": digest, "patches": len(self), **attrs}
+
+    def patch(self, index: int) -> np.ndarray:
+        """The float32 (h, w) gray patch number ``index``."""
+        h, w = (int(v) for v in self.shape[index])
+        start = int(self.offset[index])
+        return self._file["pixels"][start : start + h * w].reshape(h, w)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> NoiseBank:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_open_banks: dict[tuple[str, float, int], NoiseBank] = {}
+
+
+def cached_bank(path: str | os.PathLike) -> NoiseBank:
+    """A per-process open bank, reused across jobs in a worker (keyed by path, mtime and size)."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_mtime, st.st_size)
+    bank = _open_banks.get(key)
+    if bank is None:
+        for old in _open_banks.values():
+            old.close()
+        _open_banks.clear()
+        bank = _open_banks[key] = NoiseBank(path)
+    return bank
