@@ -258,7 +258,7 @@ def count_outputs(out: Path) -> dict:
 
 def read_epoch(path: Path, split: str | None) -> dict:
     """Read every train image and mask once through ``sirst_synth.store.dataset.open_dataset``."""
-    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.store.reader import open_dataset
 
     reader = open_dataset(path, split) if split else open_dataset(path)
     try:
@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import psutil  # noqa: F401
     except ImportError:
         sys.exit("bench: psutil is needed to sample memory (pip install psutil)")
-    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.store.reader import open_dataset
 
     temp = args.work is None
     args.work = Path(tempfile.mkdtemp(prefix="sirst-bench-")) if temp else args.work.resolve()

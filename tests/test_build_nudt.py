@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import run_cli, tree_digest
 from helpers import centroids, expected_displaced, ids, manifest, read
 

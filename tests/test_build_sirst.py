@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import SIRST, need, run_cli, tree_digest
 from helpers import expected_displaced, ids, manifest
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import shutil
 
 import h5py
 import numpy as np
+
 from conftest import run_cli, tree_digest
 from helpers import ids, manifest, read
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sirst_synth.store import demo, imageio
-from sirst_synth.store.dataset import open_dataset
 from sirst_synth.store.demo import make_demo_dataset
+from sirst_synth.store.reader import open_dataset
 
 N_IMAGES = 40
 

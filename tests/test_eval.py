@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_fixtures import blob_scene, write_dataset
 
 from sirst_synth.cli.train import eval_command
 from sirst_synth.store import imageio
 from sirst_synth.train import checkpoint
 from sirst_synth.train.model import UNetAFF
+
+from train_fixtures import blob_scene, write_dataset
 
 torch.set_num_threads(1)
 

@@ -13,12 +13,15 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import run_cli
 
+from sirst_synth.errors import DatasetError
 from sirst_synth.store import h5store
-from sirst_synth.store.dataset import Dataset, DatasetError, open_dataset
+from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.h5store import H5Dataset, pack_dataset
 from sirst_synth.store.manifest import COLUMNS
+from sirst_synth.store.reader import open_dataset
+
+from conftest import run_cli
 
 SPLIT = "50_50"
 

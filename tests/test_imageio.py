@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sirst_synth.store.imageio import (
-    ImageError,
-    encode_png,
-    read_image,
-    read_mask,
-    to_gray,
-)
+from sirst_synth.errors import ImageError
+from sirst_synth.store.imageio import encode_png, read_image, read_mask, to_gray
 
 
 def _save(tmp_path, arr, mode, name="x.png"):

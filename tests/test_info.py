@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from conftest import run_cli
 from helpers import ids, manifest, read
 

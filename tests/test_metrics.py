@@ -8,13 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sirst_synth.train.metrics import (
-    Scores,
-    from_logits,
-    from_png_mask,
-    image_counts,
-    match_targets,
-)
+from sirst_synth.train.metrics import Scores, from_logits, from_png_mask, image_counts, match_targets
 
 
 def blank(h: int = 32, w: int = 32) -> np.ndarray:

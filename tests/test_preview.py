@@ -7,11 +7,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli
-from helpers import manifest, read
 
 from sirst_synth.inspect.preview import LINE, MARGIN, OUTLINE, PAD, ROTATED, Layout
 from sirst_synth.inspect.preview_noise import NoiseLayout
+
+from conftest import run_cli
+from helpers import manifest, read
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from hypothesis import strategies as st
 
 from sirst_synth.errors import PlanError
 from sirst_synth.method.displace import fit_noise, mix
-from sirst_synth.method.negatives import (
-    ROTATIONS,
-    check_window_size,
-    negatives,
-    rotate_window,
-    window_origin,
-)
+from sirst_synth.method.negatives import ROTATIONS, check_window_size, negatives, rotate_window, window_origin
 from sirst_synth.method.noise import crop, grid_boxes, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.draws import NoiseDrawer

@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import run_cli, tree_digest
 from helpers import manifest
-from PIL import Image
 
 COMMANDS = ("sample-noise", "displace", "negaug", "build")
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import run_cli
 
 TOTAL = "900"

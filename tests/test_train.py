@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_fixtures import blob_dataset, blob_scene, write_dataset
 
 from sirst_synth.cli.train import train_command
 from sirst_synth.plan.seeding import rng_for
-from sirst_synth.store.dataset import open_dataset
+from sirst_synth.store.reader import open_dataset
 from sirst_synth.train import checkpoint
 from sirst_synth.train.augment import View, apply_view, draw_view, pad_to_multiple
 from sirst_synth.train.data import CropDataset, GroupBatchSampler, group_members
 from sirst_synth.train.loop import CSV_COLUMNS, TrainConfig, train
 from sirst_synth.train.loss import group_loss, soft_iou_per_sample
+
+from train_fixtures import blob_dataset, blob_scene, write_dataset
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a busy machine)
 

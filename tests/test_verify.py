@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
-from helpers import ids, manifest
 
 from sirst_synth.inspect.verify import verify_dataset
+
+from conftest import run_cli
+from helpers import ids, manifest
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from sirst_synth.cli.app import (
 
 
 def _open(src: Path, split: str, train_list: str, test_list: str):
-    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.store.reader import open_dataset
 
     return open_dataset(src, split, train_list, test_list, allow_hdf5=False)
 

@@ -10,37 +10,22 @@ from pathlib import Path
 
 import click
 
-from sirst_synth.cli.app import (
-    check_jobs,
-    friendly_errors,
-    in_range,
-    main,
-    settings,
-    summary,
-)
-from sirst_synth.errors import PreviewError
-
-
-def _recorded_split(path: Path) -> str | None:
-    """The split folder a built dataset records in its ``sirst-synth.json``, if any."""
-    from sirst_synth.store.dataset import INFO_NAME
-
-    record = path / INFO_NAME
-    if not path.is_dir() or not record.is_file():
-        return None
-    try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return (data.get("parameters") or {}).get("split") or (data.get("source") or {}).get("split")
+from sirst_synth.cli.app import check_jobs, friendly_errors, in_range, main, settings, summary
+from sirst_synth.errors import PreviewError, RecordError
 
 
 def _open(path: Path, split: str | None, train_list: str, test_list: str):
     """Open ``path``; without --split, the split a built dataset records, else the reader's
     default (50_50 for a folder, the file's own for an HDF5 dataset)."""
-    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.store.reader import open_dataset
+    from sirst_synth.store.record import read_record, recorded_split
 
-    return open_dataset(path, split or _recorded_split(path), train_list, test_list)
+    if split is None and path.is_dir():
+        try:
+            split = recorded_split(read_record(path))
+        except RecordError:
+            split = None  # info reports the unreadable record
+    return open_dataset(path, split, train_list, test_list)
 
 
 def _check_out(out: Path, source: Path, force: bool) -> None:

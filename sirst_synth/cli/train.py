@@ -18,9 +18,7 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from sirst_synth.store.dataset import DatasetError
-    from sirst_synth.store.imageio import ImageError
-    from sirst_synth.train.errors import CheckpointError, TrainError
+    from sirst_synth.errors import CheckpointError, DatasetError, ImageError, TrainError
 
     return DatasetError, ImageError, CheckpointError, TrainError
 
@@ -111,7 +109,7 @@ def eval_command(
         raise click.UsageError("give exactly one of --checkpoint and --pred")
     if save_pred is not None and checkpoint is None:
         raise click.UsageError("--save-pred needs --checkpoint")
-    from sirst_synth.store.dataset import open_dataset
+    from sirst_synth.store.reader import open_dataset
     from sirst_synth.train.metrics import format_table
 
     try:

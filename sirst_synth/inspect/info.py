@@ -7,18 +7,17 @@ Images are read through the Dataset interface only, in joblib workers.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sirst_synth.errors import SirstSynthError
 from sirst_synth.method.targets import find_targets
 from sirst_synth.run.parallel import run_jobs
-from sirst_synth.store.dataset import DatasetError
-from sirst_synth.store.layout import INFO_NAME, PARTS
+from sirst_synth.store.layout import PARTS
+from sirst_synth.store.reader import DatasetReader
 
 BATCH = 64  #: ids per worker job
 
@@ -82,18 +81,9 @@ def summarize_part(facts: Sequence[Facts]) -> dict:
     }
 
 
-def build_record(ds) -> dict | None:
+def build_record(ds: DatasetReader) -> dict[str, Any] | None:
     """The build's ``sirst-synth.json`` as a dict, or None when the dataset has none."""
-    if callable(getattr(ds, "info", None)):
-        return ds.info()
-    root = getattr(ds, "root", None)
-    path = Path(root) / INFO_NAME if root is not None and Path(root).is_dir() else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: not a JSON file ({exc})") from None
+    return ds.info()
 
 
 def summarize_manifest(rows: dict[str, dict[str, str]], split_ids: dict[str, list[str]]) -> dict:

@@ -13,16 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sirst_synth.inspect.preview import (
-    BACKGROUND,
-    LINE,
-    PAD,
-    TEXT,
-    paste,
-    put_text,
-    to_rgb,
-    zoom,
-)
+from sirst_synth.inspect.preview import BACKGROUND, LINE, PAD, TEXT, paste, put_text, to_rgb, zoom
 from sirst_synth.plan.seeding import rng_for
 
 TEXT_LINES = 2          #: lines under each patch

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sirst_synth.errors import VerifyError
+from sirst_synth.errors import RecordError, VerifyError
 from sirst_synth.store.layout import (
     INFO_NAME,
     KINDS,
@@ -28,6 +28,7 @@ from sirst_synth.store.layout import (
     is_temp_name,
     mask_name,
 )
+from sirst_synth.store.record import read_record
 
 INTERRUPTED = "left by an interrupted build; run build --resume"
 #: Ids hashed and decoded per worker job (keeps joblib's per-job overhead small).
@@ -60,19 +61,14 @@ class _Item:
 
 # -- sirst-synth.json -------------------------------------------------------------------------------
 
-def _read_info(root: Path, report: Report) -> dict | None:
-    path = root / INFO_NAME
-    if not path.is_file():
-        report.add(INFO_NAME, "missing: the build never completed (finish it with build --resume)")
-        return None
+def _read_info(root: Path, report: Report) -> dict[str, Any] | None:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.add(INFO_NAME, f"not valid JSON ({exc})")
+        info = read_record(root)
+    except RecordError as exc:
+        report.problems.append(str(exc))
         return None
-    if not isinstance(info, dict):
-        report.add(INFO_NAME, "not a JSON object")
-        return None
+    if info is None:
+        report.add(INFO_NAME, "missing: the build never completed (finish it with build --resume)")
     return info
 
 
@@ -168,7 +164,8 @@ def _check_file(root: Path, rel: str, expected: str) -> tuple[bytes | None, str 
 
 def check_items(items: list[_Item], root: str) -> list[str]:
     """Problems of a batch of ids: presence, hashes, decoding, image and mask sizes."""
-    from sirst_synth.store.imageio import ImageError, decode_image
+    from sirst_synth.errors import ImageError
+    from sirst_synth.store.imageio import decode_image
 
     base, problems = Path(root), []
     for item in items:
@@ -219,7 +216,8 @@ def _describe_difference(listed: list[str], wanted: list[str]) -> str:
 
 
 def _check_split_lists(root: Path, split: str, rows: list[dict[str, str]], report: Report) -> None:
-    from sirst_synth.store.dataset import DatasetError, read_id_list
+    from sirst_synth.errors import DatasetError
+    from sirst_synth.store.dataset import read_id_list
 
     for part in PARTS:
         rel = f"{split}/{part}.txt"

@@ -9,32 +9,19 @@ so an interrupted build never looks complete. Until then the folder holds the bu
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from sirst_synth import __version__
-from sirst_synth.errors import OutputError
-from sirst_synth.run.journal import (
-    ResumeError,
-    check_same_run,
-    read_run,
-    remove_state,
-    remove_temp_files,
-    write_run,
-)
+from sirst_synth.errors import OutputError, ResumeError
+from sirst_synth.run.journal import check_same_run, read_run, remove_state, remove_temp_files, write_run
 from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import (
-    INFO_NAME,
-    MANIFEST_NAME,
-    PIXEL_FOLDERS,
-    STATE_NAME,
-    state_dir,
-    temp_path,
-)
+from sirst_synth.store.layout import INFO_NAME, MANIFEST_NAME, PIXEL_FOLDERS, STATE_NAME, state_dir, temp_path
 from sirst_synth.store.manifest import COLUMNS, Row
+from sirst_synth.store.record import read_record, record_path, record_text
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -84,25 +71,26 @@ def make_folder(path: Path) -> None:
         raise OutputError(f"{path}: cannot create folder ({exc.strerror})") from None
 
 
-def completed_run(out: Path) -> dict | None:
+def completed_run(out: Path) -> dict[str, Any] | None:
     """The ``sirst-synth.json`` of a complete dataset in ``out``, or None."""
-    if state_dir(out).exists() or not (out / INFO_NAME).is_file():
+    if state_dir(out).exists():
         return None
-    try:
-        return json.loads((out / INFO_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{out / INFO_NAME}: unreadable ({exc}); use --force to rebuild") from None
+    return read_record(out, hint="use --force to rebuild")
+
+
+class RunMode(StrEnum):
+    """How :func:`start_output` starts a run in its output."""
+
+    FRESH = "fresh"        #: cleared (files of this tool only) and marked as started
+    RESUMED = "resumed"    #: the interrupted run of the same parameters, its temporary files dropped
+    COMPLETE = "complete"  #: with ``--resume``, a finished dataset of the same run: nothing to do
 
 
 def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool,
-                 completed: dict | None = None) -> str:
-    """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts.
-
-    ``"fresh"``: cleared (files of this tool only) and marked as started. ``"resumed"``: the
-    interrupted build of the same run, its temporary files dropped. ``"complete"``: with
-    ``resume``, a finished dataset of the same run (``completed``: the ``sirst-synth.json`` of a
-    finished dataset kept elsewhere, such as a packed HDF5 file): nothing to do.
-    """
+                 completed: dict[str, Any] | None = None) -> RunMode:
+    """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts
+    (:class:`RunMode`). ``completed``: the ``sirst-synth.json`` of a finished dataset kept
+    elsewhere, such as a packed HDF5 file."""
     check_output(out, src, force, resume)
     if resume:
         done = completed if completed is not None else completed_run(out)
@@ -110,13 +98,13 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             record = {"command": done.get("command"), "parameters": done.get("parameters", {}),
                       "fingerprint": (done.get("source") or {}).get("fingerprint")}
             check_same_run(out, record, run, where="its sirst-synth.json")
-            return "complete"
+            return RunMode.COMPLETE
         before = read_run(out)
         if before is not None:
             check_same_run(out, before, run)
             remove_temp_files(out)
             _make_pixel_folders(out)
-            return "resumed"
+            return RunMode.RESUMED
     for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, STATE_NAME):
         target = out / name
         if target.is_dir():
@@ -125,7 +113,7 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             target.unlink()
     _make_pixel_folders(out)
     write_run(out, run)
-    return "fresh"
+    return RunMode.FRESH
 
 
 def _make_pixel_folders(out: Path) -> None:
@@ -171,8 +159,7 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict) -> dic
         for f in files:
             f.abort()
         raise
-    info = {"tool": "sirst-synth", "version": __version__, **info, "counts": counts}
-    write_atomic(out / INFO_NAME, (json.dumps(info, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    write_atomic(record_path(out), record_text({**info, "counts": counts}).encode("utf-8"))
     remove_state(out)
     return counts
 

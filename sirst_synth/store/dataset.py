@@ -6,34 +6,23 @@
     ROOT/<split>/test.txt
     ROOT/manifest.csv        (built datasets only) provenance, one row per image
 
-This is the one reader of that layout: the build, the stage commands and the trainer use it.
-:func:`open_dataset` also opens a build packed into one HDF5 file (:mod:`sirst_synth.store.h5store`).
+:class:`Dataset` is the one reader of that layout (a :class:`sirst_synth.store.reader.DatasetReader`):
+the build, the stage commands and the trainer use it.
 """
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from sirst_synth.errors import DatasetError
 from sirst_synth.store import imageio
-from sirst_synth.store.layout import (
-    DEFAULT_SPLIT,
-    MANIFEST_NAME,
-    PARTS,
-    image_name,
-    mask_name,
-)
+from sirst_synth.store.layout import DEFAULT_SPLIT, MANIFEST_NAME, image_name, mask_name
 from sirst_synth.store.manifest import COLUMNS
-
-if TYPE_CHECKING:
-    from sirst_synth.store.h5store import H5Dataset
-
-
-
+from sirst_synth.store.record import read_record
 
 
 def read_id_list(path: Path) -> list[str]:
@@ -88,6 +77,10 @@ class Dataset:
         """uint8 (H, W) mask; target pixels are > 0."""
         return imageio.read_mask(self.mask_path(id_))
 
+    def info(self) -> dict[str, Any] | None:
+        """The build's ``sirst-synth.json``, or None for a dataset without one (a source)."""
+        return read_record(self.root)
+
     @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST_NAME
@@ -108,35 +101,3 @@ class Dataset:
         if rows is None:
             return None
         return {id_: row["group"] or id_ for id_, row in rows.items()}
-
-
-def open_dataset(
-    root: str | Path, split: str | None = None, train_list: str = "train.txt", test_list: str = "test.txt",
-    *, allow_hdf5: bool = True,
-) -> Dataset | H5Dataset:
-    """Open a dataset: a folder in the layout above, or (``allow_hdf5``) an HDF5 file written by
-    ``build --format h5``, read through :class:`sirst_synth.store.h5store.H5Dataset`.
-
-    ``split`` defaults to :data:`DEFAULT_SPLIT` for a folder and to the file's own split for an
-    HDF5 file; ``train_list`` and ``test_list`` name files of the folder layout (an HDF5 file
-    holds its train and test lists itself). Raise :class:`DatasetError` when ``root`` is neither.
-    """
-    root = Path(root)
-    if root.is_file():
-        from sirst_synth.store.h5store import H5Dataset, is_hdf5_file
-
-        if not is_hdf5_file(root):
-            raise DatasetError(f"{root}: is a file but not an HDF5 dataset; give a dataset folder or a .h5 file")
-        if not allow_hdf5:
-            raise DatasetError(f"{root}: an HDF5 dataset can be trained on, not used as a source; give the dataset folder")
-        return H5Dataset(root, split)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
-    ds = Dataset(root, DEFAULT_SPLIT if split is None else split, train_list, test_list)
-    for part in PARTS:
-        path = ds.split_file(part)
-        if not path.is_file():
-            found = sorted(p.parent.name + "/" + p.name for p in root.glob("*/*.txt"))
-            hint = f"; split lists found: {', '.join(found)}" if found else ""
-            raise DatasetError(f"{path}: split file not found{hint}")
-    return ds

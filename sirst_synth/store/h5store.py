@@ -37,17 +37,11 @@ import h5py
 import numpy as np
 
 from sirst_synth import __version__
+from sirst_synth.errors import DatasetError
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store import imageio
-from sirst_synth.store.dataset import Dataset, DatasetError
-from sirst_synth.store.layout import (
-    IMAGES,
-    INFO_NAME,
-    MASKS,
-    PARTS,
-    PIXEL_FOLDERS,
-    temp_path,
-)
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import IMAGES, INFO_NAME, MASKS, PARTS, PIXEL_FOLDERS, temp_path
 from sirst_synth.store.manifest import COLUMNS
 
 FORMAT = "sirst-synth-dataset"

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from sirst_synth.train.errors import CheckpointError
+from sirst_synth.errors import CheckpointError
 from sirst_synth.train.model import UNetAFF
 
 FORMAT = "sirst-synth-checkpoint"

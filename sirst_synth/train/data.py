@@ -15,8 +15,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from sirst_synth.errors import DatasetError
 from sirst_synth.plan.seeding import rng_for
-from sirst_synth.store.dataset import Dataset, DatasetError
+from sirst_synth.store.dataset import Dataset
 from sirst_synth.train.augment import apply_view, draw_view
 
 #: one sample of a batch: (index in the training ids, (epoch, batch, group slot)).

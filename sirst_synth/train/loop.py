@@ -23,16 +23,11 @@ from typing import Any
 import click
 import torch
 
-from sirst_synth.store.dataset import open_dataset
+from sirst_synth.errors import TrainError
 from sirst_synth.store.imageio import write_atomic
+from sirst_synth.store.reader import open_dataset
 from sirst_synth.train import checkpoint
-from sirst_synth.train.data import (
-    CropDataset,
-    GroupBatchSampler,
-    group_members,
-    normalisation,
-)
-from sirst_synth.train.errors import TrainError
+from sirst_synth.train.data import CropDataset, GroupBatchSampler, group_members, normalisation
 from sirst_synth.train.loss import group_loss, soft_iou_per_sample
 from sirst_synth.train.metrics import METRIC_NAMES
 from sirst_synth.train.model import DEFAULT_WIDTH, UNetAFF, count_parameters

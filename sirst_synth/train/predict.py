@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from sirst_synth.store.dataset import Dataset, DatasetError
+from sirst_synth.errors import DatasetError
+from sirst_synth.store.dataset import Dataset
 from sirst_synth.train.augment import pad_to_multiple
 from sirst_synth.train.metrics import Scores, from_logits
 

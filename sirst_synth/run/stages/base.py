@@ -20,12 +20,7 @@ from typing import Any, ClassVar
 from sirst_synth.errors import PlanError, SourceProblems
 from sirst_synth.run.jobs import CopyJob, Place, run_copy
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.output import (
-    check_output,
-    completed_run,
-    finish_output,
-    start_output,
-)
+from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output
 from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import PARTS, state_dir
@@ -102,7 +97,7 @@ class DatasetStage(Stage):
             record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
                       "fingerprint": sources.result.fingerprint()}
             how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
-            if how == "complete":
+            if how is RunMode.COMPLETE:
                 return already_complete(out, completed)
             bank = self.place_bank(out)
         finally:
@@ -188,13 +183,13 @@ def source_info(ds: Dataset, sources: Sources) -> dict[str, Any]:
 def already_complete(out: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
     info = info or completed_run(out) or {}
     return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
-            "seconds": 0.0, "resumed": "complete"}
+            "seconds": 0.0, "resumed": RunMode.COMPLETE.value}
 
 
 def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],
-           extra: dict[str, Any], start: float, how: str) -> dict[str, Any]:
+           extra: dict[str, Any], start: float, how: RunMode) -> dict[str, Any]:
     seconds = round(time.perf_counter() - start, 3)
     info = {"command": record["command"], "parameters": record["parameters"], **extra,
-            "source": source_info(ds, sources), "resumed": how == "resumed", "elapsed_seconds": seconds}
+            "source": source_info(ds, sources), "resumed": how is RunMode.RESUMED, "elapsed_seconds": seconds}
     counts = finish_output(out, ds.split, rows, info)
-    return {"out": str(out), **counts, "skipped": len(sources.skipped), "seconds": seconds, "resumed": how}
+    return {"out": str(out), **counts, "skipped": len(sources.skipped), "seconds": seconds, "resumed": how.value}

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from sirst_synth.errors import ResumeError
 from sirst_synth.plan.params import BuildParams
-from sirst_synth.run.output import check_output_file
+from sirst_synth.run.output import RunMode, check_output_file
 from sirst_synth.run.stages.base import RunOptions, Stage
 from sirst_synth.run.stages.build import Build
 from sirst_synth.store.dataset import Dataset
@@ -43,7 +43,7 @@ class BuildH5(Stage):
             if completed is None:
                 raise
             raise ResumeError(str(exc).replace(str(staging), str(out))) from None
-        if summary["resumed"] == "complete":
+        if summary["resumed"] == RunMode.COMPLETE:
             return {**summary, "out": str(out)}
         start = time.perf_counter()
         for tmp in temp_files(out.parent, out.name):  # a pack cut short

@@ -12,14 +12,7 @@ from sirst_synth.plan.ids import check_new_ids, displaced_id
 from sirst_synth.plan.params import DisplaceParams
 from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, run_unit
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.stages.base import (
-    DatasetStage,
-    RunOptions,
-    Sources,
-    chain,
-    copied,
-    scan_sources,
-)
+from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied, scan_sources
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import state_dir
 from sirst_synth.store.manifest import Row, new_row

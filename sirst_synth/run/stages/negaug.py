@@ -13,13 +13,7 @@ from sirst_synth.plan.params import NegaugParams
 from sirst_synth.run.jobs import Place, UnitJob, run_unit
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.scan import SourceRecord
-from sirst_synth.run.stages.base import (
-    DatasetStage,
-    RunOptions,
-    Sources,
-    copied,
-    scan_sources,
-)
+from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, copied, scan_sources
 from sirst_synth.run.stages.displace import inherited, unit_key
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import state_dir

@@ -1,0 +1,54 @@
+"""``sirst-synth.json``, the record of a built dataset (docs/method.md section 6): its one reader
+and writer. Written last, it marks the dataset complete.
+
+Its fields: ``tool``, ``version``, ``command``, ``parameters`` (``split`` included), extra fields
+of the command (``noise_bank``), ``source`` (path, split, lists, fingerprint, counts, skipped ids),
+``resumed``, ``elapsed_seconds`` and ``counts`` (per split and per kind).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sirst_synth import __version__
+from sirst_synth.errors import RecordError
+from sirst_synth.store.layout import INFO_NAME
+
+
+def record_path(root: Path) -> Path:
+    return Path(root) / INFO_NAME
+
+
+def read_record(root: Path, hint: str = "") -> dict[str, Any] | None:
+    """The record of the dataset at ``root``, or None when it has none.
+
+    Raise :class:`RecordError` (one line naming the file, then ``hint``) when it is not a JSON object.
+    """
+    path = record_path(root)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc}){'; ' + hint if hint else ''}") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object{'; ' + hint if hint else ''}")
+    return data
+
+
+def recorded_split(record: dict[str, Any] | None) -> str | None:
+    """The split folder a record names (its parameters', else its source's), or None."""
+    if not record:
+        return None
+    parameters = record.get("parameters")
+    split = parameters.get("split") if isinstance(parameters, dict) else None
+    if not split:
+        source = record.get("source")
+        split = source.get("split") if isinstance(source, dict) else None
+    return split if isinstance(split, str) else None
+
+
+def record_text(info: dict[str, Any]) -> str:
+    """The record as written: tool and version first, two-space indent, a final newline."""
+    return json.dumps({"tool": "sirst-synth", "version": __version__, **info}, indent=2, sort_keys=False) + "\n"
