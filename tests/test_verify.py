@@ -216,11 +216,3 @@ def test_verify_never_imports_torch(built):
             "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
-
-
-def test_layout_names_agree_with_the_dataset_reader():
-    from sirst_synth.inspect import verify
-    from sirst_synth.store import dataset
-
-    assert (verify.MANIFEST_NAME, verify.INFO_NAME, verify.PARTS) == \
-        (dataset.MANIFEST_NAME, dataset.INFO_NAME, dataset.PARTS)
