@@ -43,7 +43,7 @@ def centroids(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def expected_displaced(src: Path, row: dict[str, str], grid: int) -> np.ndarray:
-    """SPEC section 3 computed from a manifest row: grid cell of the noise source, bilinear resize, mix."""
+    """docs/method.md section 3 computed from a manifest row: grid cell of the noise source, bilinear resize, mix."""
     image = read(src / "images" / f"{row['source_id']}.png")
     noise_src = gray(read(src / "images" / f"{row['noise_source_id']}.png"))
     rh, rw = noise_src.shape[0] // grid, noise_src.shape[1] // grid

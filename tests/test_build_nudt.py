@@ -1,4 +1,4 @@
-"""The SIRST-5K build of NUDT-SIRST (SPEC sections 3-7), checked against independent computations."""
+"""The SIRST-5K build of NUDT-SIRST (docs/method.md sections 3-7), checked against independent computations."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The demo dataset: SPEC section 1 layout, 1-4 visible targets per image, flat sky, determinism."""
+"""The demo dataset: docs/method.md section 1 layout, 1-4 visible targets per image, flat sky, determinism."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +27,7 @@ def _ids(root: Path) -> list[str]:
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
-    """Number of 8-connected targets and their label image (SPEC section 1)."""
+    """Number of 8-connected targets and their label image (docs/method.md section 1)."""
     n, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
     return n - 1, labels
 
@@ -128,7 +128,7 @@ def test_readable_by_open_dataset(out: Path) -> None:
 
 
 def test_train_images_have_flat_noise_prone_regions(out: Path) -> None:
-    """SPEC section 2 with its defaults: g = 8 grid, 0 < var < 50, no target pixel."""
+    """docs/method.md section 2 with its defaults: g = 8 grid, 0 < var < 50, no target pixel."""
     ds = open_dataset(out, "50_50")
     g, flat_per_image = 8, []
     for id_ in ds.ids("train"):

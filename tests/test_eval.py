@@ -1,4 +1,4 @@
-"""The eval command: score a folder of predicted masks or a checkpoint (SPEC section 8)."""
+"""The eval command: score a folder of predicted masks or a checkpoint (docs/method.md section 8)."""
 from __future__ import annotations
 
 import json

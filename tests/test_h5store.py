@@ -1,4 +1,4 @@
-"""``build --format h5`` storage (SPEC section 6): one HDF5 file that reads back as the PNG build."""
+"""``build --format h5`` storage (docs/method.md section 6): one HDF5 file that reads back as the PNG build."""
 from __future__ import annotations
 
 import csv

@@ -32,7 +32,7 @@ def test_nudt_counts_equal_the_split_files(nudt):
     assert info["kind"] == "source" and info["split"] == "50_50"
     assert info["images"] == {"train": 663, "test": 664, "total": 1327}
     assert info["parts"]["train"]["images"] == 663 and info["parts"]["test"]["images"] == 664
-    assert info["parts"]["train"]["targets"] == 918                      # SPEC section 5
+    assert info["parts"]["train"]["targets"] == 918                      # docs/method.md section 5
     assert info["parts"]["train"]["sizes"] == {"256x256": 663}
     per_image = info["parts"]["train"]["targets_per_image"]
     assert sum(per_image.values()) == 663 and sum(int(k) * v for k, v in per_image.items()) == 918

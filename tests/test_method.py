@@ -1,4 +1,4 @@
-"""The pure functions of the method (SPEC sections 1-4), one rule per test."""
+"""The pure functions of the method (docs/method.md sections 1-4), one rule per test."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Metrics on hand-computed cases (SPEC section 8)."""
+"""Metrics on hand-computed cases (docs/method.md section 8)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The U-Net + Attention Feature Fusion model (SPEC section 8, paper Eq. 5-6, Table II)."""
+"""The U-Net + Attention Feature Fusion model (docs/method.md section 8, paper Eq. 5-6, Table II)."""
 from __future__ import annotations
 
 import pytest

@@ -48,7 +48,7 @@ def _sources_by_rounds(rows) -> dict[str, dict[int, str]]:
 
 
 def _window(cy: int, cx: int, s: int, h: int, w: int) -> tuple[int, int]:
-    """SPEC section 4: centred s x s window, shifted inward at borders."""
+    """docs/method.md section 4: centred s x s window, shifted inward at borders."""
     return min(max(cy - s // 2, 0), h - s), min(max(cx - s // 2, 0), w - s)
 
 

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) of the pure functions: SPEC sections 1-4 hold for random sizes
+"""Property tests (hypothesis) of the pure functions: docs/method.md sections 1-4 hold for random sizes
 (1x1 up to 512x640), random masks (empty, full, touching borders, many components), random odd
 ``s`` and ``alpha`` in [0, 1]; nothing raises but the documented errors.
 
@@ -122,7 +122,7 @@ def labels_reference(mask: np.ndarray) -> list[tuple[int, int, int]]:
     return found
 
 
-# -- targets (SPEC 1) -----------------------------------------------------------------------------
+# -- targets (docs/method.md 1) ---
 
 @props(150)
 @given(masks(max_h=48, max_w=60))
@@ -146,7 +146,7 @@ def test_targets_cover_every_target_pixel_at_any_size(mask):
         assert targets == []
 
 
-# -- noise sampling (SPEC 2) ----------------------------------------------------------------------
+# -- noise sampling (docs/method.md 2) ---
 
 @props(80)
 @given(sizes(), st.integers(1, 16))
@@ -195,7 +195,7 @@ def test_noise_regions_are_exactly_the_flat_target_free_ones(size, gray_kind, ma
             assert np.array_equal(patch, gray[y0:y1, x0:x1])
 
 
-# -- displacement (SPEC 3) -------------------------------------------------------------------------
+# -- displacement (docs/method.md 3) ---
 
 @props(80)
 @given(sizes(), sizes(max_h=64, max_w=64), SEEDS, st.sampled_from(["resize", "tile"]))
@@ -249,7 +249,7 @@ def test_alpha_outside_0_1_is_refused(alpha):
         mix(np.zeros((2, 3), np.uint8), np.zeros((2, 3), np.float32), alpha)
 
 
-# -- negatives (SPEC 4) ---------------------------------------------------------------------------
+# -- negatives (docs/method.md 4) ---
 
 @st.composite
 def odd_s(draw, h: int, w: int) -> int:
@@ -314,7 +314,7 @@ def test_negatives_rotate_only_their_window_and_never_repeat(size, mask_kind, ch
         assert negs == []
 
 
-# -- the plan (SPEC 3, 5) -------------------------------------------------------------------------
+# -- the plan (docs/method.md 3, 5) ---
 
 IDS = [f"{i:06d}" for i in range(12)]
 

@@ -1,4 +1,4 @@
-"""Tiny datasets on disk for the trainer and scorer tests (SPEC section 1 layout)."""
+"""Tiny datasets on disk for the trainer and scorer tests (docs/method.md section 1 layout)."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""Noise2Noise displacement: ``I_mix = alpha * N + (1 - alpha) * I`` (SPEC section 3). Pure functions."""
+"""Noise2Noise displacement: ``I_mix = alpha * N + (1 - alpha) * I`` (docs/method.md section 3). Pure functions."""
 from __future__ import annotations
 
 import cv2

@@ -1,4 +1,4 @@
-"""Negative augmentation: each target's s x s centre window rotated by 90, 180, 270 degrees (SPEC section 4).
+"""Negative augmentation: each target's s x s centre window rotated by 90, 180, 270 degrees (docs/method.md section 4).
 
 Pure functions. The window is centred on the target's rounded centroid and shifted inward at
 borders, never shrunk. Only that one window changes, in the image and the mask alike.

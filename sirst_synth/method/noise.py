@@ -1,4 +1,4 @@
-"""Noise sampling: the noise-prone regions of an image (SPEC section 2). Pure functions."""
+"""Noise sampling: the noise-prone regions of an image (docs/method.md section 2). Pure functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass

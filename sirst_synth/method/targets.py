@@ -1,4 +1,4 @@
-"""Targets: 8-connected components of ``mask > 0`` and their rounded centroids (SPEC section 1)."""
+"""Targets: 8-connected components of ``mask > 0`` and their rounded centroids (docs/method.md section 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Random generators keyed by the item they serve (SPEC section 7).
+"""Random generators keyed by the item they serve (docs/method.md section 7).
 
 Every random choice comes from ``rng_for(seed, *key)``: a numpy generator seeded with a
 ``SeedSequence`` built from the user's seed and a stable digest of the key (e.g.

@@ -2,7 +2,7 @@
 
 Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
 size. The worker returns a small record (size, channels, targets, file hashes) and, for train
-images when asked, the noise-prone patches of that image (SPEC section 2).
+images when asked, the noise-prone patches of that image (docs/method.md section 2).
 """
 from __future__ import annotations
 

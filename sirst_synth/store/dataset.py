@@ -1,4 +1,4 @@
-"""The dataset layout that DNANet, BasicIRSTD and the SIRST-5K release read (SPEC section 1).
+"""The dataset layout that DNANet, BasicIRSTD and the SIRST-5K release read (docs/method.md section 1).
 
     ROOT/images/<id>.png     8-bit gray or RGB image
     ROOT/masks/<id>.png      same id, same size; target pixels > 0

@@ -4,7 +4,7 @@ Each image is an infrared-looking scene: a dim sky with a smooth gradient and vi
 fractal clouds that leave some of the sky flat, in half of the images a textured ground band
 under a wavy horizon, then 1-4 point-spread targets and sensor noise (Gaussian read noise and
 weak fixed-pattern column stripes). A target's mask is its thresholded blob, one 8-connected
-component per target. The layout is SPEC section 1 (``images/``, ``masks/``, ``50_50/``).
+component per target. The layout is docs/method.md section 1 (``images/``, ``masks/``, ``50_50/``).
 
 All randomness comes from ``np.random.default_rng`` seeded by ``SeedSequence([seed, 0, index])``
 for image ``index`` and ``SeedSequence([seed, 1])`` for the split: the same seed gives

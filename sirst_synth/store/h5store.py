@@ -1,4 +1,4 @@
-"""A built dataset as one HDF5 file (SPEC section 6, ``build --format h5``) and its reader.
+"""A built dataset as one HDF5 file (docs/method.md section 6, ``build --format h5``) and its reader.
 
 Layout (format ``sirst-synth-dataset``, version 1):
 

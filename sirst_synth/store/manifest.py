@@ -1,4 +1,4 @@
-"""``manifest.csv``: one row per image of a built dataset, the plan plus hashes (SPEC section 6)."""
+"""``manifest.csv``: one row per image of a built dataset, the plan plus hashes (docs/method.md section 6)."""
 from __future__ import annotations
 
 COLUMNS = (

@@ -1,4 +1,4 @@
-"""The noise bank: kept noise patches with their provenance, in one HDF5 file (SPEC section 2).
+"""The noise bank: kept noise patches with their provenance, in one HDF5 file (docs/method.md section 2).
 
 Layout (all datasets indexed by patch number, except ``pixels``):
 

@@ -1,4 +1,4 @@
-"""Scores of infrared small target detection: IoU, nIoU, Pd and Fa (SPEC section 8).
+"""Scores of infrared small target detection: IoU, nIoU, Pd and Fa (docs/method.md section 8).
 
 Pure numpy and OpenCV (no torch), so any method's predicted masks can be scored. Masks are
 boolean (H, W) arrays; callers binarise first (a model's logits with :func:`from_logits`,
