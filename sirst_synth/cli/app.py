@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from sirst_synth import __version__
-from sirst_synth.errors import ParamError, SirstSynthError
+from sirst_synth.errors import ParamError, SirstSynthError, SourceProblems
 from sirst_synth.method.choices import FITS
 from sirst_synth.plan.params import RANGES, Range
 
@@ -50,17 +50,16 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (SirstSynthError, OSError) as exc:
             if settings().verbose:
                 raise
-            problems = getattr(exc, "problems", None)
-            if problems:
-                lines = [str(p) for p in problems]
+            if isinstance(exc, SourceProblems):
+                lines = [str(p) for p in exc.problems]
             elif isinstance(exc, OSError):
                 lines = [f"{exc.filename or 'file system'}: {exc.strerror or exc}"]
             else:
                 lines = [str(exc)]
             for line in lines:
                 click.echo(f"error: {line}", err=True)
-            if problems:
-                click.echo(f"error: {len(problems)} bad source id(s); {exc.hint}", err=True)
+            if isinstance(exc, SourceProblems):
+                click.echo(f"error: {len(exc.problems)} bad source id(s); {exc.hint}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing is marked complete (finish with --resume)", err=True)

@@ -6,6 +6,7 @@ numpy, OpenCV and h5py are imported inside the commands, so ``sirst-synth --help
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -48,11 +49,11 @@ def _workers(backend: str, scheduler: str | None):
     return workers(backend, scheduler)
 
 
-def _counts_line(command: str, s: dict) -> str:
+def _counts_line(command: str, s: dict[str, Any]) -> str:
     parts = [f"{s['train']} train ({s['original']} original, {s['displaced']} displaced, {s['negative']} negative)",
              f"{s['test']} test"]
     skipped = f", {s['skipped']} skipped" if s["skipped"] else ""
-    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(s.get("resumed"), "")
+    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(str(s.get("resumed")), "")
     return f"{command}: {' + '.join(parts)} images{skipped} -> {s['out']}{how} in {s['seconds']:.1f} s"
 
 

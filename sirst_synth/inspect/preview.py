@@ -19,6 +19,7 @@ import numpy as np
 from sirst_synth.errors import PreviewError
 from sirst_synth.method.negatives import window_origin
 from sirst_synth.method.targets import Target, find_targets
+from sirst_synth.store.reader import DatasetReader
 from sirst_synth.plan.seeding import rng_for
 
 PAD = 8                       #: space between cells and around the sheet
@@ -300,12 +301,13 @@ def _text_lines(sheet: np.ndarray, layout: Layout, r: int, c: int, lines: Sequen
         put_text(sheet, line, y + layout.tile + 2 + i * LINE, x, layout.cell_w)
 
 
-def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds, manifest: dict[str, dict[str, str]],
+def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds: DatasetReader, manifest: dict[str, dict[str, str]],
               row: PreviewRow, s: int) -> None:
-    base_image = ds.read_image(row.base) if row.base else None
-    base_mask = ds.read_mask(row.base) if row.base else None
-    targets = find_targets(base_mask) if base_mask is not None else []
-    windows = _windows(targets, s, base_mask.shape) if base_mask is not None else []
+    assert row.base is not None, "a preview row has its group's image"
+    base_image = ds.read_image(row.base)
+    base_mask = ds.read_mask(row.base)
+    targets = find_targets(base_mask)
+    windows = _windows(targets, s, base_mask.shape)
     lw = layout.inset
 
     # original

@@ -92,7 +92,7 @@ def noise_layout(shapes: list[tuple[int, int]], target: int = 96) -> NoiseLayout
 def noise_sheet(bank, n: int = 64, seed: int = 0, raw: bool = False, header: tuple[str, ...] = ()) -> np.ndarray:
     """The RGB sheet (uint8) of ``n`` patches of ``bank`` (a :class:`~sirst_synth.store.noisebank.NoiseBank`)."""
     chosen = choose_patches(len(bank), n, seed)
-    layout = noise_layout([tuple(int(v) for v in bank.shape[i]) for i in chosen])
+    layout = noise_layout([(int(bank.shape[i][0]), int(bank.shape[i][1])) for i in chosen])
     sheet = np.empty((*layout.size(len(chosen)), 3), dtype=np.uint8)
     sheet[:] = BACKGROUND
     width = sheet.shape[1] - 2 * PAD

@@ -173,7 +173,7 @@ def check_items(items: list[_Item], root: str) -> list[str]:
         for folder, rel, expected in zip(PIXEL_FOLDERS, (image_name(item.id), mask_name(item.id)),
                                          (item.sha_image, item.sha_mask)):
             data, problem = _check_file(base, rel, expected)
-            if problem is None:
+            if data is not None and problem is None:
                 try:
                     shapes[folder] = decode_image(data, str(base / rel)).shape[:2]
                     continue

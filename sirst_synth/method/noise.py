@@ -36,7 +36,8 @@ def noise_prone_regions(
     population variance (ddof 0), computed in float64.
     """
     kept = []
-    for row, col, (y0, x0, y1, x1) in grid_boxes(*gray.shape, grid):
+    height, width = gray.shape[:2]
+    for row, col, (y0, x0, y1, x1) in grid_boxes(height, width, grid):
         if (mask[y0:y1, x0:x1] > 0).any():
             continue
         region = gray[y0:y1, x0:x1].astype(np.float64)

@@ -42,7 +42,8 @@ def next_batch(
     Every unit of such a batch is needed (a unit yields at most ``max_sizes[id]`` images), so a
     build computes no unit it then throws away; only the last unit may be cut.
     """
-    batch, reach = [], 0
+    batch: list[tuple[int, str]] = []
+    reach = 0
     while reach < needed and len(batch) < limit:
         unit = next(units, None)
         if unit is None:

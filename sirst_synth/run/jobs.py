@@ -87,6 +87,7 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
     rows = []
     base_row = dict(job.row)
     if job.noise is not None:
+        assert place.bank is not None, "a displacement job needs the noise bank"
         patch = cached_bank(place.bank).patch(job.noise.index)
         image = displace(image, patch, job.alpha, job.fit)
         base_row.update(

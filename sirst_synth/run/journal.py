@@ -16,7 +16,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sirst_synth.errors import ResumeError
 from sirst_synth.run.parallel import run_jobs
@@ -114,7 +114,7 @@ class Journal:
         self.path = path
         self._reader = self._complete_lines() if path.exists() else iter(())
         self._replaying = True
-        self._fh = None
+        self._fh: BinaryIO | None = None
 
     def _complete_lines(self) -> Iterator[bytes]:
         good = 0

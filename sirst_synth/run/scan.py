@@ -166,6 +166,6 @@ def scan(
             result.problems.append(problem)
             continue
         result.records[job.part].append(record)
-        if job.sample:
+        if bank is not None and job.sample:
             bank.add(job.id, regions, patches)
     return result

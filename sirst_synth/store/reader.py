@@ -15,8 +15,13 @@ from sirst_synth.store.layout import DEFAULT_SPLIT, PARTS
 class DatasetReader(Protocol):
     """A dataset the tool reads: split lists, images, masks, and a built dataset's manifest and record."""
 
-    root: Path
-    split: str
+    @property
+    def root(self) -> Path:
+        """The dataset folder or file."""
+
+    @property
+    def split(self) -> str:
+        """The folder (or group) of the split lists read."""
 
     def split_file(self, part: str) -> Any:
         """Where the list of ``part`` lives (a path, or a name inside a file), for messages."""
