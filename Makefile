@@ -1,14 +1,18 @@
-# Set-up and checks for a fresh machine with Python >= 3.10 and pip.
+# Set-up and checks for a fresh machine with Python >= 3.11 and pip.
 #   make demo   create .venv, install sirst-synth, run the demo pipeline (examples/Makefile)
-#   make test   create .venv, install sirst-synth with its [train,test] extras, run the tests
+#   make lint   ruff (lint + import order) and mypy over the package, tests and benchmarks
+#   make test   create .venv, install sirst-synth with its [train,test,lint] extras, lint, run the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU build of PyTorch is enough for the tests; on a GPU machine install the torch build
-# matching your CUDA first (https://pytorch.org), then `pip install -e ".[train]"`.
-TORCH  ?= torch==2.13.0
+# PyTorch for the trainer and its tests. The default wheel from PyPI works everywhere (it brings
+# CUDA libraries, several GB). Without a GPU the CPU build is enough and far smaller:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# On a GPU machine pick the index of your CUDA version from https://pytorch.org/get-started.
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 
-.PHONY: demo test clean
+.PHONY: demo lint test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +23,18 @@ $(VENV)/.core: $(BIN)/python setup.cfg setup.py
 	touch $@
 
 $(VENV)/.full: $(VENV)/.core
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[train,test]"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[train,test,lint]"
 	touch $@
 
 demo: $(VENV)/.core
 	$(MAKE) -C examples SIRST_SYNTH="$(abspath $(BIN))/sirst-synth"
 
-test: $(VENV)/.full
+lint: $(VENV)/.full
+	$(BIN)/ruff check sirst_synth tests benchmarks
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

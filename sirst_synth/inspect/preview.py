@@ -19,8 +19,8 @@ import numpy as np
 from sirst_synth.errors import PreviewError
 from sirst_synth.method.negatives import window_origin
 from sirst_synth.method.targets import Target, find_targets
-from sirst_synth.store.reader import DatasetReader
 from sirst_synth.plan.seeding import rng_for
+from sirst_synth.store.reader import DatasetReader
 
 PAD = 8                       #: space between cells and around the sheet
 LINE = 14                     #: height of one text line
