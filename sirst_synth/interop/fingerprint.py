@@ -1,0 +1,61 @@
+"""One hash per benchmark split, and the image statistics trainers normalise with.
+
+:func:`split_fingerprint` uses the definition of :meth:`sirst_synth.scan.ScanResult.fingerprint`
+(the ``source.fingerprint`` a build records): SHA-256 over the lines
+``<part>\\t<id>\\t<sha256 of the image file>\\t<sha256 of the mask file>\\n``, parts in sorted
+order (``test`` before ``train``), ids in list order. It hashes every listed id as its files are on
+disk, so it equals the build's value whenever the build skipped no id.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from sirst_synth import imageio
+from sirst_synth.dataset import PARTS, Dataset
+
+
+def _file_sha(path: Path) -> str:
+    return imageio.sha256(imageio.read_bytes(path))
+
+
+def fingerprint_lines(ds: Dataset) -> list[str]:
+    """The hashed lines, in hashing order (for a diff when two fingerprints differ)."""
+    lines = []
+    for part in sorted(PARTS):
+        for id_ in ds.ids(part):
+            lines.append(f"{part}\t{id_}\t{_file_sha(ds.image_path(id_))}\t{_file_sha(ds.mask_path(id_))}\n")
+    return lines
+
+
+def split_fingerprint(ds: Dataset) -> str:
+    """SHA-256 (hex) of the split's ids and file hashes; see the module docstring."""
+    h = hashlib.sha256()
+    for line in fingerprint_lines(ds):
+        h.update(line.encode())
+    return h.hexdigest()
+
+
+def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
+    """Mean and std of every pixel of the gray images of ``part`` (0..255 scale), pooled over images.
+
+    Gray is :func:`sirst_synth.imageio.to_gray` (an RGB image with R = G = B gives its channel).
+    The std is the population std of all pixels together. BasicIRSTD's own fallback
+    (``get_img_norm_cfg`` for a name it does not know) differs: it averages per-image means and
+    per-image stds over train + test.
+    """
+    total = total_sq = 0.0
+    pixels = 0
+    ids = ds.ids(part)
+    for id_ in ids:
+        gray = ds.read_gray(id_).astype(np.float64)
+        total += float(gray.sum())
+        total_sq += float(np.square(gray).sum())
+        pixels += gray.size
+    if pixels == 0:
+        return {"mean": 0.0, "std": 0.0, "images": 0, "pixels": 0}
+    mean = total / pixels
+    std = float(np.sqrt(max(total_sq / pixels - mean * mean, 0.0)))
+    return {"mean": round(mean, 6), "std": round(std, 6), "images": len(ids), "pixels": pixels}
