@@ -343,3 +343,6 @@ from sirst_synth.inspect_cli import info_command, preview_command, preview_noise
 main.add_command(preview_command, "preview")
 main.add_command(preview_noise_command, "preview-noise")
 main.add_command(info_command, "info")
+
+from sirst_synth.interop.cli import export_command, import_command  # noqa: E402
+main.add_command(import_command, "import"); main.add_command(export_command, "export")

@@ -21,12 +21,18 @@ DEFAULT_SPLIT_NAME = "released"
 
 
 class ImportProblems(SirstSynthError):
-    """Problems found in a release; each names the file or id. Nothing has been written."""
+    """Problems found in a release; each line names the file or id. Nothing has been written."""
 
-    def __init__(self, problems: list[str], hint: str = "nothing was written"):
-        self.problems = problems
+    def __init__(self, lines: list[str], hint: str = "nothing was written"):
+        self.lines = lines
         self.hint = hint
-        super().__init__("\n".join(problems))
+        one = lines[0] + ("" if hint == "nothing was written" else f"; {hint}")
+        super().__init__(one if len(lines) == 1 else f"{len(lines)} problems in the release; {hint}")
+
+    def shown(self, limit: int = 10) -> list[str]:
+        """The first ``limit`` lines, then how many more there are."""
+        more = [f"... and {len(self.lines) - limit} more"] if len(self.lines) > limit else []
+        return self.lines[:limit] + more
 
 
 @dataclass(frozen=True)
