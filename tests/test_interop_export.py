@@ -261,3 +261,17 @@ def test_export_refuses_bad_outputs(demo, tmp_path):
     run_cli("export", demo, "--to", "basicirstd", "-o", tmp_path / "n", "--name", "../x", expect=1)
     run_cli("export", tmp_path / "missing", "--to", "coco", "-o", tmp_path / "m", expect=1)
     assert not (tmp_path / "n").exists() and not (tmp_path / "m").exists()
+
+
+def test_known_benchmark_fingerprints():
+    from conftest import NUDT, SIRST, need
+    from sirst_synth.interop.fingerprint import fingerprint_line, per_image_norm_cfg
+
+    nudt = open_dataset(need(NUDT))
+    assert fingerprint_line(nudt).split()[0] == "07397e9088512bc28ff0d2c14115e97ed0f009eafa043b7c483229763f02f66b"
+    assert fingerprint_line(nudt).endswith(": NUDT-SIRST 50_50 (663 train / 664 test)")
+    sirst = open_dataset(need(SIRST), "idx_427")
+    assert split_fingerprint(sirst) == "51a55aefa91f57ec2efd67535af71f7638d98b1c616d2daf9c4387f76d3292b6"
+    # BasicIRSTD hard-codes NUDT-SIRST's statistics as mean 107.809, std 33.023 (per-image averages)
+    cfg = per_image_norm_cfg(nudt)
+    assert cfg["mean"] == pytest.approx(107.809, abs=0.01) and cfg["std"] == pytest.approx(33.023, abs=0.01)

@@ -23,7 +23,7 @@ from sirst_synth import imageio
 from sirst_synth.dataset import Dataset
 from sirst_synth.errors import SirstSynthError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
-from sirst_synth.interop.fingerprint import img_norm_cfg, split_fingerprint
+from sirst_synth.interop.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
 from sirst_synth.scan import id_problem
 
@@ -133,7 +133,8 @@ def export_basicirstd(ex: Exporter, name: str) -> dict:
     _flat_layout(ex, root, ids)
     write_text(root / "img_idx" / f"train_{name}.txt", id_list_text(ids["train"]))
     write_text(root / "img_idx" / f"test_{name}.txt", id_list_text(ids["test"]))
-    return {"name": name, "img_norm_cfg": img_norm_cfg(ex.ds, "train")}
+    return {"name": name, "img_norm_cfg": img_norm_cfg(ex.ds, "train"),
+            "img_norm_cfg_per_image_train_test": per_image_norm_cfg(ex.ds)}
 
 
 def export_mshnet(ex: Exporter, name: str) -> dict:

@@ -59,3 +59,41 @@ def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
     mean = total / pixels
     std = float(np.sqrt(max(total_sq / pixels - mean * mean, 0.0)))
     return {"mean": round(mean, 6), "std": round(std, 6), "images": len(ids), "pixels": pixels}
+
+
+def per_image_norm_cfg(ds: Dataset, parts: tuple[str, ...] = ("train", "test")) -> dict[str, float | int]:
+    """BasicIRSTD's fallback statistics: the mean of per-image means and the mean of per-image
+    stds, over train + test (its ``get_img_norm_cfg`` for a dataset name it does not know).
+    Reported beside :func:`img_norm_cfg` so the two can be told apart."""
+    means, stds = [], []
+    for part in parts:
+        for id_ in ds.ids(part):
+            gray = ds.read_gray(id_)
+            means.append(float(gray.mean(dtype=np.float64)))
+            stds.append(float(gray.std(dtype=np.float64)))
+    if not means:
+        return {"mean": 0.0, "std": 0.0, "images": 0}
+    return {"mean": round(float(np.mean(means)), 6), "std": round(float(np.mean(stds)), 6), "images": len(means)}
+
+
+#: fingerprints of public benchmark splits, as shipped in their public sources (SOURCE.txt of each
+#: copy in ../shared/datasets): every listed id with its image and mask file hashes.
+KNOWN_SPLITS: dict[str, str] = {
+    "07397e9088512bc28ff0d2c14115e97ed0f009eafa043b7c483229763f02f66b": "NUDT-SIRST 50_50 (663 train / 664 test)",
+    "51a55aefa91f57ec2efd67535af71f7638d98b1c616d2daf9c4387f76d3292b6": "SIRST idx_427 (341 trainval / 86 test)",
+    "dda8832fd7433548cfe52c20f2a70efb28d6265c0a5162b0e96a391165d9ff5d":
+        "SIRST idx_427 without Misc_111 (what build --skip-invalid records)",
+}
+
+
+def known_split(fingerprint: str) -> str | None:
+    """The name of the public benchmark split with this fingerprint, or None."""
+    return KNOWN_SPLITS.get(fingerprint)
+
+
+def fingerprint_line(ds: Dataset) -> str:
+    """One line for ``info --fingerprint``: the hash, the split, its counts, and a known name."""
+    fp = split_fingerprint(ds)
+    name = known_split(fp)
+    counts = f"{len(ds.ids('train'))} train / {len(ds.ids('test'))} test"
+    return f"{fp}  {ds.root} split {ds.split} ({counts})" + (f": {name}" if name else "")
