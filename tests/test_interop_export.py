@@ -195,6 +195,13 @@ def test_points_are_the_centroids_and_lesps_reads_them(demo, tmp_path):
         expected = centroids(_truth(demo, id_))
         assert sorted(zip(*np.nonzero(label))) == sorted(expected)
         assert sorted((y, x) for x, y in by_id[id_]["points"]) == sorted(expected)
+    # PAL: ./dataset/<name>/origin/{img,masks_centroid} for training, val/{img,mask} for testing
+    origin, val = out / "SIRST-5K" / "origin", out / "SIRST-5K" / "val"
+    assert sorted(os.listdir(origin / "img")) == sorted(f"{i}.png" for i in train_list)
+    assert sorted(os.listdir(origin / "masks_centroid")) == sorted(os.listdir(origin / "img"))
+    assert sorted(os.listdir(val / "mask")) == sorted(f"{i}.png" for i in ids(demo, "50_50", "test"))
+    for name in os.listdir(val / "img"):
+        assert np.array_equal(read(val / "mask" / name) > 0, _truth(demo, name[:-4]) > 0)
     rows = (out / "SIRST-5K" / "points.csv").read_text().splitlines()
     assert rows[0] == "id,split,target,x,y,cx,cy,area" and len(rows) - 1 == sum(len(r["points"]) for r in doc["images"])
 

@@ -250,7 +250,7 @@ def _point_mask(shape: tuple[int, int], targets: list[Component]) -> np.ndarray:
 def export_points(ex: Exporter, name: str) -> dict:
     """Point supervision (LESPS, PAL): the BasicIRSTD layout of ``OUT/<name>`` plus
     ``masks_centroid/<id>.png`` (255 at each target's rounded centroid), ``points.json`` and
-    ``points.csv`` (x = column, y = row)."""
+    ``points.csv`` (x = column, y = row), and PAL's ``origin/`` and ``val/`` folders."""
     info = export_basicirstd(ex, name)
     ids = ex.parts()
     root = ex.out / name
@@ -272,7 +272,21 @@ def export_points(ex: Exporter, name: str) -> dict:
     writer.writerow(["id", "split", "target", "x", "y", "cx", "cy", "area"])
     writer.writerows(rows)
     write_text(root / "points.csv", buf.getvalue())
+    _pal_layout(ex, root, ids)
     return {**info, "points": len(rows)}
+
+
+def _pal_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
+    """PAL's folders beside LESPS's: ``origin/{img,mask,masks_centroid}`` (train) and
+    ``val/{img,mask}`` (test), all links to the files above."""
+    for part, folders in (("train", ("origin/img", "origin/mask", "origin/masks_centroid")),
+                          ("test", ("val/img", "val/mask", None))):
+        for id_ in ids[part]:
+            sources = (root / "images", root / "masks", root / "masks_centroid")
+            for folder, source in zip(folders, sources):
+                if folder is not None:
+                    (root / folder).mkdir(parents=True, exist_ok=True)
+                    link_or_copy(source / f"{id_}.png", root / folder / f"{id_}.png", ex.copy)
 
 
 EXPORTERS: dict[str, Callable[[Exporter, str], dict]] = {
