@@ -316,3 +316,18 @@ def test_sirst_release_import_equals_the_converted_sirst(tmp_path):
     assert ids(out, "idx_320", "train")  # the older split comes along
     from sirst_synth.interop.fingerprint import split_fingerprint
     assert split_fingerprint(open_dataset(out, "idx_427")) == split_fingerprint(open_dataset(converted, "idx_427"))
+
+
+def test_folders_upper_case_suffix_jpeg_and_duplicate_ids(tmp_path):
+    src, out = tmp_path / "f", tmp_path / "out"
+    _save(_image(0), src / "train" / "images" / "a.PNG")
+    _save(_mask(), src / "train" / "masks" / "a.png")
+    _save(_image(1), src / "test" / "images" / "c.jpg")
+    _save(_mask(), src / "test" / "masks" / "c.bmp")
+    _import("folders", src, out)
+    assert _manifest(out)["c"]["image_action"] == "re-encoded JPEG (L) to PNG, lossless"
+    assert np.array_equal(read(out / "images" / "c.png"), read(src / "test" / "images" / "c.jpg"))
+    assert _manifest(out)["c"]["mask_action"] == "re-encoded BMP (L) to gray PNG"
+    _save(_image(2), src / "test" / "images" / "c.png")
+    result = run_cli("import", "folders", src, "-o", tmp_path / "o2", expect=1)
+    assert "several files for id 'c'" in result.output

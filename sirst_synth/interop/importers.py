@@ -7,6 +7,7 @@ found in SRC. :func:`import_release` then writes the canonical layout (SPEC sect
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,9 +62,10 @@ class Release:
 def _find(folder: Path, stem: str, exts: tuple[str, ...] = IMAGE_EXTS) -> Path | None:
     """The first ``folder/stem<ext>`` that exists, trying ``exts`` in order."""
     for ext in exts:
-        path = folder / f"{stem}{ext}"
-        if path.is_file():
-            return path
+        for suffix in (ext, ext.upper()):
+            path = folder / f"{stem}{suffix}"
+            if path.is_file():
+                return path
     return None
 
 
@@ -229,7 +231,7 @@ def read_folders(src: Path, split_name: str | None = None) -> Release:
     for part, folder in parts.items():
         images, masks = src / folder / "images", _need_dir(src / folder / "masks", f"{folder}/masks")
         ids = _stems(images)
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         problems += [f"{images}: several files for id {i!r} (different extensions)" for i in dupes]
         release.splits[name][part] = ids
         release.list_files[name][part] = f"{folder}/images/"
