@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from conftest import run_cli, tree_digest
@@ -133,8 +132,8 @@ def test_serankdet_folders_loader(demo, tmp_path):
 
 def test_yolo_boxes_are_the_components(demo, tmp_path):
     out = _export(demo, "yolo", tmp_path / "out")
-    data = yaml.safe_load((out / "data.yaml").read_text())
-    assert data["train"] == "images/train" and data["val"] == "images/val" and data["names"] == {0: "target"}
+    lines = [l for l in (out / "data.yaml").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines == ["train: images/train", "val: images/val", "names:", "  0: target"]  # no path: key
     for folder, part in (("train", "train"), ("val", "test")):
         for id_ in ids(demo, "50_50", part):
             assert (out / "images" / folder / f"{id_}.png").is_file()
