@@ -281,3 +281,15 @@ def test_known_benchmark_fingerprints():
     # BasicIRSTD hard-codes NUDT-SIRST's statistics as mean 107.809, std 33.023 (per-image averages)
     cfg = per_image_norm_cfg(nudt)
     assert cfg["mean"] == pytest.approx(107.809, abs=0.01) and cfg["std"] == pytest.approx(33.023, abs=0.01)
+
+
+def test_python_entry_points(demo, tmp_path):
+    from sirst_synth.interop.exporters import ExportError, export_dataset
+    from sirst_synth.interop.writer import import_dataset
+
+    record = export_dataset(open_dataset(demo), "mshnet", tmp_path / "m")
+    assert record["train"] == len(ids(demo, "50_50", "train")) and (tmp_path / "m" / "trainval.txt").is_file()
+    with pytest.raises(ExportError):
+        export_dataset(open_dataset(demo), "nope", tmp_path / "x")
+    report = import_dataset("dnanet", demo, tmp_path / "d")
+    assert report.images == len(ids(demo, "50_50", "train")) + len(ids(demo, "50_50", "test"))

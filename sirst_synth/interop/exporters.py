@@ -327,3 +327,16 @@ def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool) -> d
     record = export_record(ex, fmt, name, extra)
     write_text(out_tmp / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, copy: bool = False,
+                   force: bool = False) -> dict:
+    """Export ``ds`` as ``fmt`` into ``out`` (checked, written in a temporary folder, renamed at the
+    end); the entry point for callers other than the CLI (e.g. a future ``build --layout``)."""
+    from sirst_synth.interop.staging import check_output, staged_folder
+
+    if fmt not in EXPORTERS:
+        raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(sorted(EXPORTERS))}")
+    check_output(out, ds.root, force)
+    with staged_folder(out) as tmp:
+        return run_export(ds, fmt, tmp, name or ds.root.resolve().name, copy)

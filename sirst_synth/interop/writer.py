@@ -178,3 +178,13 @@ def write_import(release: Release, out: Path, threshold: int, skip_mismatched: b
         }
         write_text(tmp / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def import_dataset(fmt: str, src: Path, out: Path, threshold: int = 127, split_name: str | None = None,
+                   skip_mismatched: bool = False, force: bool = False) -> ImportReport:
+    """Read the release ``src`` as ``fmt`` and write it into ``out`` (the CLI's ``import``)."""
+    from sirst_synth.interop.importers import read_release
+    from sirst_synth.interop.staging import check_output
+
+    check_output(out, src, force)
+    return write_import(read_release(fmt, src, split_name), out, threshold, skip_mismatched)
