@@ -1,6 +1,6 @@
 """The ``sirst-synth`` command line: the group and what its commands share live in :mod:`.app`,
-each family of commands in its own module (data, inspect, train), all registered on the group here."""
-from sirst_synth.cli import data, inspect, train  # noqa: F401  (data and inspect register with @main.command)
+each family of commands in its own module (data, inspect, interop, train), all registered on the group here."""
+from sirst_synth.cli import data, inspect, interop, train  # noqa: F401  (their commands register with @main.command)
 from sirst_synth.cli.app import main
 
 main.add_command(train.train_command, "train")

@@ -1,0 +1,103 @@
+"""The ``import`` and ``export`` commands (numpy, OpenCV and Pillow are imported when they run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from sirst_synth.cli.app import friendly_errors, in_range, main, settings, summary
+from sirst_synth.cli.inspect import _open, dataset_options
+
+IMPORT_FORMATS = ("sirst", "sirst-v2", "irstd-1k", "basicirstd", "folders", "dnanet")
+EXPORT_FORMATS = ("basicirstd", "coco", "dnanet", "folders", "mshnet", "points", "voc", "yolo")
+
+
+def _warn(line: str) -> None:
+    click.echo(f"warning: {line}", err=True)
+
+
+@main.command("import")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(IMPORT_FORMATS))
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
+@click.option("--mask-threshold", default=127, show_default=True, type=int, callback=in_range(0, 254),
+              help="A mask that is not 0/255 is binarised: value > THRESHOLD -> 255 (a 0/1 mask is scaled).")
+@click.option("--split-name", default=None,
+              help="Split folder for releases with one unnamed split (irstd-1k, folders) [default: released].")
+@click.option("--skip-mismatched", is_flag=True,
+              help="Leave out ids whose mask size differs from the image (default: keep them unchanged, with a warning).")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@friendly_errors
+def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, force):
+    """Read a benchmark as released (FORMAT) from SRC and write it in the DNANet layout:
+    images/, masks/ (0/255), one split folder per released split, import-manifest.csv, import.json.
+
+    \b
+    sirst       images/<id>.png, masks/<id>_pixels0.png, idx_*/{trainval,test}.txt
+    sirst-v2    mixed/<id>.png, annotations/masks/<id>_pixels0.png, splits/{trainval,test}_<name>.txt
+    irstd-1k    IRSTD1k_Img/, IRSTD1k_Label/, trainval.txt, test.txt
+    basicirstd  images/, masks/ (.png/.bmp/.jpg), img_idx/{train,test}_<name>.txt
+    folders     {trainval|train}/{images,masks}, test/{images,masks}
+    dnanet      images/, masks/, <split>/{train,test}.txt (validated and copied)
+    """
+    from sirst_synth.interop.ids import IdError, id_problem
+    from sirst_synth.interop.importers import ImportProblems, read_release
+    from sirst_synth.interop.staging import check_output
+    from sirst_synth.interop.writer import write_import
+
+    check_output(out, src, force)
+    if split_name is not None and (id_problem(split_name) or "/" in split_name):
+        raise IdError(f"--split-name {split_name!r}: not a plain folder name")
+    try:
+        release = read_release(fmt, src, split_name)
+        report = write_import(release, out, mask_threshold, skip_mismatched)
+    except ImportProblems as exc:
+        if len(exc.lines) > 1:
+            for line in exc.shown():
+                click.echo(f"error: {line}", err=True)
+        raise
+    for line in report.warnings():
+        _warn(line)
+    splits = ", ".join(f"{n} ({len(p['train'])} train / {len(p['test'])} test)" for n, p in sorted(release.splits.items()))
+    summary(f"import {fmt}: {report.images} images, {report.converted_images} re-encoded to PNG, "
+             f"{len(report.binarised)} masks binarised; splits {splits} -> {out}")
+
+
+@main.command("export")
+@dataset_options
+@click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Layout to write.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--name", default=None, help="Dataset name (basicirstd, dnanet, points: OUT/<name>/) [default: DIR's name].")
+@click.option("--copy", is_flag=True, help="Copy files instead of hard-linking them.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@friendly_errors
+def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, force):
+    """Write DATASET in the layout a trainer reads (FORMAT), hard-linking its files.
+
+    \b
+    basicirstd  OUT/<name>/{images,masks}, img_idx/{train,test}_<name>.txt (also SCTransNet)
+    dnanet      OUT/<name>/{images,masks}, <split>/{train,test}.txt
+    mshnet      OUT/{images,masks}, trainval.txt, test.txt
+    folders     OUT/{trainval,test}/{images,masks} (SeRankDet, mmseg)
+    voc         Annotations/<id>.xml, ImageSets/Main/{trainval,test}.txt, JPEGImages/<id>.png
+    yolo        images/{train,val}, labels/{train,val}, data.yaml
+    coco        images/, annotations/instances_{train,test}.json
+    points      basicirstd + masks_centroid/, points.json, points.csv (LESPS, PAL)
+    """
+    from sirst_synth.interop.exporters import ExportError, run_export
+    from sirst_synth.interop.staging import check_output, staged_folder
+
+    if dataset.is_file():
+        raise ExportError(f"{dataset}: export reads a dataset folder, not a file")
+    check_output(out, dataset, force)
+    ds = _open(dataset, split, train_list, test_list)
+    with staged_folder(out) as tmp:
+        record = run_export(ds, fmt, tmp, name or dataset.resolve().name, copy)
+    files = record["files"]
+    norm = record.get("img_norm_cfg")
+    stats = f"; train mean {norm['mean']:.4f}, std {norm['std']:.4f}" if norm else ""
+    summary(f"export {fmt}: {record['train']} train / {record['test']} test ids, {files['linked']} files linked, "
+             f"{files['copied']} copied, {len(files['masks_rewritten'])} masks rewritten{stats} -> {out}")
+    if settings().verbose:
+        click.echo(json.dumps(record, indent=2))

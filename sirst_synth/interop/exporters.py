@@ -1,0 +1,342 @@
+"""``export DIR --to FORMAT``: write a dataset in the layout another trainer reads, one function
+per FORMAT. Images (and masks already stored as 0/255 gray PNG) are hard links to the dataset's
+files where the file system allows, so an export costs no space; ``copy`` forces copies.
+
+A mask that is not an 8-bit gray 0/255 PNG (an RGB mask, a soft mask) is written as one
+(targets: ``mask > 0``), because BasicIRSTD, MSHNet and LESPS divide masks by 255 and
+BasicIRSTD never reduces a 3-D mask to 2-D. Boxes and points come from :mod:`.boxes`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sirst_synth.errors import SirstSynthError
+from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
+from sirst_synth.interop.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
+from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
+from sirst_synth.store import imageio
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import id_problem
+
+RECORD = "sirst-synth-export.json"
+#: the one class of every box format
+CLASS_NAME = "target"
+VOC_CLASS_NAME = "Target"  # SIRST's own VOC files name the class "Target"
+
+
+class ExportError(SirstSynthError):
+    """A dataset that cannot be exported as asked."""
+
+
+@dataclass
+class Exporter:
+    """Writes into the (temporary) output folder and counts what it did."""
+
+    ds: Dataset
+    out: Path
+    copy: bool = False
+    linked: int = 0
+    copied: int = 0
+    rewritten_masks: list[str] = field(default_factory=list)
+    _masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def parts(self) -> dict[str, list[str]]:
+        """Ids per part, in list order (checked: plain file names, no id in both parts)."""
+        ids = {part: self.ds.ids(part) for part in ("train", "test")}
+        for part, part_ids in ids.items():
+            for id_ in part_ids:
+                bad = id_problem(id_)
+                if bad:
+                    raise ExportError(f"{self.ds.split_file(part)}: id {id_!r} is {bad}")
+        both = sorted(set(ids["train"]) & set(ids["test"]))
+        if both:
+            raise ExportError(f"{self.ds.split_file('train')}: id {both[0]!r} is also in the test list (test leakage)")
+        return ids
+
+    def place(self, src: Path, dst: Path) -> None:
+        """Link (or copy) one dataset file to ``dst``."""
+        if not src.is_file():
+            raise ExportError(f"{src}: file not found")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if link_or_copy(src, dst, self.copy):
+            self.linked += 1
+        else:
+            self.copied += 1
+
+    def image(self, id_: str, dst: Path) -> None:
+        self.place(self.ds.image_path(id_), dst)
+
+    def mask_array(self, id_: str) -> np.ndarray:
+        """The (H, W) mask of ``id_``."""
+        if id_ not in self._masks:  # keep the last mask only: exports read one id at a time
+            self._masks.clear()
+            self._masks[id_] = self.ds.read_mask(id_)
+        return self._masks[id_]
+
+    def mask(self, id_: str, dst: Path) -> None:
+        """Link a 0/255 gray PNG mask; write any other mask as one (targets: > 0)."""
+        src = self.ds.mask_path(id_)
+        data = imageio.read_bytes(src)
+        mask = self.mask_array(id_)
+        with Image.open(io.BytesIO(data)) as im:
+            gray_png = im.format == "PNG" and im.mode == "L"
+        if gray_png and np.isin(mask, (0, 255)).all():
+            self.place(src, dst)
+            return
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(imageio.encode_png(np.where(mask > 0, 255, 0).astype(np.uint8)))
+        self.rewritten_masks.append(id_)
+
+    def targets(self, id_: str) -> list[Component]:
+        return components(self.mask_array(id_))
+
+    def size(self, id_: str) -> tuple[int, int, int]:
+        """(width, height, channels) of the image, from its header."""
+        with Image.open(self.ds.image_path(id_)) as im:
+            channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+            return im.width, im.height, channels
+
+
+# -- layouts of segmentation trainers ------------------------------------------------------------
+
+def _flat_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
+    """``root/images/<id>.png`` and ``root/masks/<id>.png`` for every id."""
+    for id_ in ids["train"] + ids["test"]:
+        ex.image(id_, root / "images" / f"{id_}.png")
+        ex.mask(id_, root / "masks" / f"{id_}.png")
+
+
+def export_dnanet(ex: Exporter, name: str) -> dict:
+    """DNANet: ``OUT/<name>/images``, ``masks``, ``<split>/train.txt`` and ``test.txt``."""
+    ids = ex.parts()
+    root = ex.out / name
+    _flat_layout(ex, root, ids)
+    write_text(root / ex.ds.split / "train.txt", id_list_text(ids["train"]))
+    write_text(root / ex.ds.split / "test.txt", id_list_text(ids["test"]))
+    return {"name": name, "split": ex.ds.split}
+
+
+def export_basicirstd(ex: Exporter, name: str) -> dict:
+    """BasicIRSTD and SCTransNet: ``OUT/<name>/img_idx/train_<name>.txt``, ``test_<name>.txt``,
+    ``images/``, ``masks/``."""
+    ids = ex.parts()
+    root = ex.out / name
+    _flat_layout(ex, root, ids)
+    write_text(root / "img_idx" / f"train_{name}.txt", id_list_text(ids["train"]))
+    write_text(root / "img_idx" / f"test_{name}.txt", id_list_text(ids["test"]))
+    return {"name": name, "img_norm_cfg": img_norm_cfg(ex.ds, "train"),
+            "img_norm_cfg_per_image_train_test": per_image_norm_cfg(ex.ds)}
+
+
+def export_mshnet(ex: Exporter, name: str) -> dict:
+    """MSHNet: ``OUT/trainval.txt``, ``OUT/test.txt``, ``images/``, ``masks/``."""
+    ids = ex.parts()
+    _flat_layout(ex, ex.out, ids)
+    write_text(ex.out / "trainval.txt", id_list_text(ids["train"]))
+    write_text(ex.out / "test.txt", id_list_text(ids["test"]))
+    return {}
+
+
+def export_folders(ex: Exporter, name: str) -> dict:
+    """SeRankDet / mmseg folders: ``OUT/trainval/{images,masks}``, ``OUT/test/{images,masks}``."""
+    ids = ex.parts()
+    for part, folder in (("train", "trainval"), ("test", "test")):
+        for id_ in ids[part]:
+            ex.image(id_, ex.out / folder / "images" / f"{id_}.png")
+            ex.mask(id_, ex.out / folder / "masks" / f"{id_}.png")
+    return {}
+
+
+# -- box formats ------------------------------------------------------------------------------
+
+def _voc_xml(id_: str, size: tuple[int, int, int], targets: list[Component]) -> str:
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = f"{id_}.png"
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = "sirst-synth export"
+    el = ET.SubElement(root, "size")
+    for tag, value in zip(("width", "height", "depth"), size):
+        ET.SubElement(el, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for t in targets:
+        obj = ET.SubElement(root, "object")
+        for tag, value in (("name", VOC_CLASS_NAME), ("pose", "Unspecified"), ("truncated", "0"), ("difficult", "0")):
+            ET.SubElement(obj, tag).text = value
+        box = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), voc_box(t)):
+            ET.SubElement(box, tag).text = str(value)
+    ET.indent(root, space="    ")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def export_voc(ex: Exporter, name: str) -> dict:
+    """Pascal VOC: ``Annotations/<id>.xml`` (1-based inclusive boxes), ``ImageSets/Main/{trainval,test}.txt``,
+    images kept lossless as ``JPEGImages/<id>.png`` (the XML's ``filename`` names them)."""
+    ids = ex.parts()
+    for id_ in ids["train"] + ids["test"]:
+        ex.image(id_, ex.out / "JPEGImages" / f"{id_}.png")
+        write_text(ex.out / "Annotations" / f"{id_}.xml", _voc_xml(id_, ex.size(id_), ex.targets(id_)))
+    write_text(ex.out / "ImageSets" / "Main" / "trainval.txt", id_list_text(ids["train"]))
+    write_text(ex.out / "ImageSets" / "Main" / "test.txt", id_list_text(ids["test"]))
+    return {"class": VOC_CLASS_NAME}
+
+
+YOLO_YAML = """\
+# written by sirst-synth export --to yolo; paths are relative to this file's folder
+# (ultralytics uses the folder of data.yaml when 'path' is not set)
+train: images/train
+val: images/val
+names:
+  0: {name}
+"""
+
+
+def export_yolo(ex: Exporter, name: str) -> dict:
+    """YOLO (ultralytics): ``images/{train,val}/<id>.png``, ``labels/{train,val}/<id>.txt`` with
+    ``0 cx cy w h`` (normalised; an image without target gets an empty file), ``data.yaml``."""
+    ids = ex.parts()
+    for part, folder in (("train", "train"), ("test", "val")):
+        for id_ in ids[part]:
+            ex.image(id_, ex.out / "images" / folder / f"{id_}.png")
+            w, h, _ = ex.size(id_)
+            lines = "".join(yolo_line(t, w, h) + "\n" for t in ex.targets(id_))
+            write_text(ex.out / "labels" / folder / f"{id_}.txt", lines)
+    write_text(ex.out / "data.yaml", YOLO_YAML.format(name=CLASS_NAME))
+    return {"class": CLASS_NAME}
+
+
+def _coco(ex: Exporter, ids: list[str], description: str) -> dict:
+    images, annotations = [], []
+    for image_id, id_ in enumerate(ids, start=1):
+        w, h, _ = ex.size(id_)
+        images.append({"id": image_id, "file_name": f"{id_}.png", "width": w, "height": h})
+        for t in ex.targets(id_):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                                "bbox": coco_box(t), "area": t.area, "iscrowd": 0})
+    return {"info": {"description": description}, "licenses": [], "images": images,
+            "annotations": annotations, "categories": [{"id": 1, "name": CLASS_NAME, "supercategory": CLASS_NAME}]}
+
+
+def export_coco(ex: Exporter, name: str) -> dict:
+    """COCO: ``images/<id>.png`` and ``annotations/instances_{train,test}.json`` (boxes
+    ``[x, y, w, h]`` of the mask's components, ``area`` = component pixels, one category)."""
+    ids = ex.parts()
+    for id_ in ids["train"] + ids["test"]:
+        ex.image(id_, ex.out / "images" / f"{id_}.png")
+    for part in ("train", "test"):
+        data = _coco(ex, ids[part], f"{name} {part} split, exported by sirst-synth")
+        write_text(ex.out / "annotations" / f"instances_{part}.json", json.dumps(data, indent=1) + "\n")
+    return {"class": CLASS_NAME}
+
+
+# -- points (PAL, LESPS) -----------------------------------------------------------------------
+
+def _point_mask(shape: tuple[int, int], targets: list[Component]) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
+    for t in targets:
+        out[t.row, t.col] = 255
+    return out
+
+
+def export_points(ex: Exporter, name: str) -> dict:
+    """Point supervision (LESPS, PAL): the BasicIRSTD layout of ``OUT/<name>`` plus
+    ``masks_centroid/<id>.png`` (255 at each target's rounded centroid), ``points.json`` and
+    ``points.csv`` (x = column, y = row), and PAL's ``origin/`` and ``val/`` folders."""
+    info = export_basicirstd(ex, name)
+    ids = ex.parts()
+    root = ex.out / name
+    records, rows = [], []
+    for part in ("train", "test"):
+        for id_ in ids[part]:
+            mask = ex.mask_array(id_)
+            targets = ex.targets(id_)
+            (root / "masks_centroid").mkdir(exist_ok=True)
+            (root / "masks_centroid" / f"{id_}.png").write_bytes(imageio.encode_png(_point_mask(mask.shape, targets)))
+            records.append({"id": id_, "split": part, "width": mask.shape[1], "height": mask.shape[0],
+                            "points": [[t.col, t.row] for t in targets]})
+            rows += [[id_, part, t.label, t.col, t.row, f"{t.cx:.4f}", f"{t.cy:.4f}", t.area] for t in targets]
+    doc = {"coordinates": "x = column, y = row: 0-based pixel of each target's centroid, rounded half up",
+           "images": records}
+    write_text(root / "points.json", json.dumps(doc, indent=1) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "split", "target", "x", "y", "cx", "cy", "area"])
+    writer.writerows(rows)
+    write_text(root / "points.csv", buf.getvalue())
+    _pal_layout(ex, root, ids)
+    return {**info, "points": len(rows)}
+
+
+def _pal_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
+    """PAL's folders beside LESPS's: ``origin/{img,mask,masks_centroid}`` (train) and
+    ``val/{img,mask}`` (test), all links to the files above."""
+    for part, folders in (("train", ("origin/img", "origin/mask", "origin/masks_centroid")),
+                          ("test", ("val/img", "val/mask", None))):
+        for id_ in ids[part]:
+            sources = (root / "images", root / "masks", root / "masks_centroid")
+            for folder, source in zip(folders, sources):
+                if folder is not None:
+                    (root / folder).mkdir(parents=True, exist_ok=True)
+                    link_or_copy(source / f"{id_}.png", root / folder / f"{id_}.png", ex.copy)
+
+
+EXPORTERS: dict[str, Callable[[Exporter, str], dict]] = {
+    "basicirstd": export_basicirstd,
+    "coco": export_coco,
+    "dnanet": export_dnanet,
+    "folders": export_folders,
+    "mshnet": export_mshnet,
+    "points": export_points,
+    "voc": export_voc,
+    "yolo": export_yolo,
+}
+
+
+def export_record(ex: Exporter, fmt: str, name: str, extra: dict) -> dict:
+    """The ``sirst-synth-export.json`` of an export: what was exported from where, and how."""
+    return {
+        "format": fmt, "name": name, "source": str(ex.ds.root.resolve()), "split": ex.ds.split,
+        "train": len(ex.ds.ids("train")), "test": len(ex.ds.ids("test")),
+        "fingerprint": split_fingerprint(ex.ds),
+        "files": {"linked": ex.linked, "copied": ex.copied, "masks_rewritten": sorted(ex.rewritten_masks)},
+        **extra,
+    }
+
+
+def check_name(name: str) -> str:
+    """A dataset name used in folder and file names (BasicIRSTD's ``<name>``)."""
+    bad = id_problem(name)
+    if bad or name.startswith("."):
+        raise ExportError(f"--name {name!r}: not a plain folder name")
+    return name
+
+
+def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool) -> dict:
+    """Write ``ds`` as ``fmt`` into ``out_tmp``; return the export record (also written there)."""
+    ex = Exporter(ds, out_tmp, copy)
+    extra = EXPORTERS[fmt](ex, check_name(name))
+    record = export_record(ex, fmt, name, extra)
+    write_text(out_tmp / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, copy: bool = False,
+                   force: bool = False) -> dict:
+    """Export ``ds`` as ``fmt`` into ``out`` (checked, written in a temporary folder, renamed at the
+    end); the entry point for callers other than the CLI (e.g. a future ``build --layout``)."""
+    from sirst_synth.interop.staging import check_output, staged_folder
+
+    if fmt not in EXPORTERS:
+        raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(sorted(EXPORTERS))}")
+    check_output(out, ds.root, force)
+    with staged_folder(out) as tmp:
+        return run_export(ds, fmt, tmp, name or ds.root.resolve().name, copy)

@@ -1,0 +1,100 @@
+"""One hash per benchmark split, and the image statistics trainers normalise with.
+
+:func:`split_fingerprint` uses the definition of :meth:`sirst_synth.run.scan.ScanResult.fingerprint`
+(the ``source.fingerprint`` a build records): SHA-256 over the lines
+``<part>\\t<id>\\t<sha256 of the image file>\\t<sha256 of the mask file>\\n``, parts in sorted
+order (``test`` before ``train``), ids in list order. It hashes every listed id as its files are on
+disk, so it equals the build's value whenever the build skipped no id.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from sirst_synth.store import imageio
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.layout import PARTS
+
+
+def _file_sha(path: Path) -> str:
+    return imageio.sha256(imageio.read_bytes(path))
+
+
+def fingerprint_lines(ds: Dataset) -> list[str]:
+    """The hashed lines, in hashing order (for a diff when two fingerprints differ)."""
+    lines = []
+    for part in sorted(PARTS):
+        for id_ in ds.ids(part):
+            lines.append(f"{part}\t{id_}\t{_file_sha(ds.image_path(id_))}\t{_file_sha(ds.mask_path(id_))}\n")
+    return lines
+
+
+def split_fingerprint(ds: Dataset) -> str:
+    """SHA-256 (hex) of the split's ids and file hashes; see the module docstring."""
+    h = hashlib.sha256()
+    for line in fingerprint_lines(ds):
+        h.update(line.encode())
+    return h.hexdigest()
+
+
+def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
+    """Mean and std of every pixel of the gray images of ``part`` (0..255 scale), pooled over images.
+
+    Gray is :func:`sirst_synth.store.imageio.to_gray` (an RGB image with R = G = B gives its channel).
+    The std is the population std of all pixels together. BasicIRSTD's own fallback
+    (``get_img_norm_cfg`` for a name it does not know) differs: it averages per-image means and
+    per-image stds over train + test.
+    """
+    total = total_sq = 0.0
+    pixels = 0
+    ids = ds.ids(part)
+    for id_ in ids:
+        gray = ds.read_gray(id_).astype(np.float64)
+        total += float(gray.sum())
+        total_sq += float(np.square(gray).sum())
+        pixels += gray.size
+    if pixels == 0:
+        return {"mean": 0.0, "std": 0.0, "images": 0, "pixels": 0}
+    mean = total / pixels
+    std = float(np.sqrt(max(total_sq / pixels - mean * mean, 0.0)))
+    return {"mean": round(mean, 6), "std": round(std, 6), "images": len(ids), "pixels": pixels}
+
+
+def per_image_norm_cfg(ds: Dataset, parts: tuple[str, ...] = ("train", "test")) -> dict[str, float | int]:
+    """BasicIRSTD's fallback statistics: the mean of per-image means and the mean of per-image
+    stds, over train + test (its ``get_img_norm_cfg`` for a dataset name it does not know).
+    Reported beside :func:`img_norm_cfg` so the two can be told apart."""
+    means, stds = [], []
+    for part in parts:
+        for id_ in ds.ids(part):
+            gray = ds.read_gray(id_)
+            means.append(float(gray.mean(dtype=np.float64)))
+            stds.append(float(gray.std(dtype=np.float64)))
+    if not means:
+        return {"mean": 0.0, "std": 0.0, "images": 0}
+    return {"mean": round(float(np.mean(means)), 6), "std": round(float(np.mean(stds)), 6), "images": len(means)}
+
+
+#: fingerprints of public benchmark splits, as shipped in their public sources (SOURCE.txt of each
+#: copy in ../shared/datasets): every listed id with its image and mask file hashes.
+KNOWN_SPLITS: dict[str, str] = {
+    "07397e9088512bc28ff0d2c14115e97ed0f009eafa043b7c483229763f02f66b": "NUDT-SIRST 50_50 (663 train / 664 test)",
+    "51a55aefa91f57ec2efd67535af71f7638d98b1c616d2daf9c4387f76d3292b6": "SIRST idx_427 (341 trainval / 86 test)",
+    "dda8832fd7433548cfe52c20f2a70efb28d6265c0a5162b0e96a391165d9ff5d":
+        "SIRST idx_427 without Misc_111 (what build --skip-invalid records)",
+}
+
+
+def known_split(fingerprint: str) -> str | None:
+    """The name of the public benchmark split with this fingerprint, or None."""
+    return KNOWN_SPLITS.get(fingerprint)
+
+
+def fingerprint_line(ds: Dataset) -> str:
+    """One line for ``info --fingerprint``: the hash, the split, its counts, and a known name."""
+    fp = split_fingerprint(ds)
+    name = known_split(fp)
+    counts = f"{len(ds.ids('train'))} train / {len(ds.ids('test'))} test"
+    return f"{fp}  {ds.root} split {ds.split} ({counts})" + (f": {name}" if name else "")

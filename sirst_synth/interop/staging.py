@@ -1,0 +1,99 @@
+"""Writing a whole output folder safely: into a temporary folder next to it, renamed at the end.
+
+A command that fails or is interrupted leaves no folder that looks complete: the final name
+appears only once every file is written. An existing output is replaced only with ``force``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sirst_synth.errors import SirstSynthError
+
+
+class OutputError(SirstSynthError):
+    """An output folder the command refuses."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(out: Path, src: Path, force: bool) -> None:
+    """Refuse ``out`` inside (or equal to) ``src``, ``src`` inside ``out``, a file, and a
+    non-empty folder unless ``force``. Writes nothing."""
+    out_r, src_r = out.resolve(), src.resolve()
+    if _inside(out_r, src_r):
+        raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
+    if _inside(src_r, out_r):
+        raise OutputError(f"{out}: output folder holds the source {src}; choose another -o")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputError(f"{out}: output folder is not empty; use --force to replace it")
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``.
+
+    On any error the temporary folder is removed and ``out`` is left as it was.
+    """
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{parent}: cannot create folder ({exc.strerror})") from None
+    tmp = parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _replace(tmp, out.absolute())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``, moving an existing ``out`` aside first and deleting it after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def link_or_copy(src: Path, dst: Path, copy: bool) -> bool:
+    """Hard-link ``src`` to ``dst`` (a copy with ``copy`` or where links fail); True if linked."""
+    if not copy:
+        try:
+            os.link(src, dst)
+            return True
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+    return False
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text with LF line ends (the folder is temporary, so no atomic rename is needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+
+
+def id_list_text(ids: list[str]) -> str:
+    """One id per line, LF, final newline (empty text for no id)."""
+    return "".join(f"{i}\n" for i in ids)

@@ -1,0 +1,176 @@
+"""sirst_synth.run.journal: the state of an unfinished build, replayed by --resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sirst_synth.errors import ResumeError
+from sirst_synth.run.journal import (
+    Journal, check_same_run, read_run, remove_temp_files, run_recorded, write_run,
+)
+from sirst_synth.store.layout import state_dir, temp_path
+from sirst_synth.store.manifest import new_row
+
+
+def row(id_: str) -> dict[str, str]:
+    return new_row(id=id_, split="train", kind="original", source_id=id_, group=id_)
+
+
+def record(path, *jobs: tuple[str, list[str]]) -> None:
+    journal = Journal(path)
+    for key, ids in jobs:
+        journal.append(key, [row(i) for i in ids])
+    journal.close()
+
+
+def make_row(job: str) -> list[dict[str, str]]:
+    return [row(job)]
+
+
+RUN = {"command": "build", "parameters": {"alpha": 0.1, "s": 3}, "fingerprint": "ab" * 32}
+
+
+def test_a_last_line_cut_short_by_a_kill_is_dropped_and_the_file_truncated(tmp_path):
+    path = tmp_path / "units.jsonl"
+    record(path, ("a", ["a"]), ("b", ["b"]))
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'["c",[["c","tra')
+    journal = Journal(path)
+    assert path.read_bytes() == whole
+    assert journal.take("a") == [row("a")]
+    assert journal.take("b") == [row("b")]
+    assert journal.take("c") is None
+
+
+def test_a_corrupt_middle_line_is_one_resume_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "units.jsonl"
+    record(path, ("a", ["a"]))
+    path.write_bytes(path.read_bytes() + b"garbage\n" + b'["c",[]]\n')
+    with pytest.raises(ResumeError, match=r"units\.jsonl: line 2: not a journal line"):
+        Journal(path)
+
+
+def test_replay_returns_recorded_rows_in_order_then_none(tmp_path):
+    path = tmp_path / "units.jsonl"
+    record(path, ("a", ["a", "a_t1_k1"]), ("b", ["b"]))
+    journal = Journal(path)
+    assert [r["id"] for r in journal.take("a")] == ["a", "a_t1_k1"]
+    assert [r["id"] for r in journal.take("b")] == ["b"]
+    assert journal.take("c") is None
+    assert journal.take("d") is None
+
+
+def test_a_recorded_key_other_than_the_plans_is_an_error(tmp_path):
+    path = tmp_path / "units.jsonl"
+    record(path, ("a", ["a"]))
+    with pytest.raises(ResumeError, match="records job 'a' where the plan has 'x'"):
+        Journal(path).take("x")
+
+
+def test_run_recorded_yields_recorded_rows_then_runs_only_the_missing_jobs(tmp_path):
+    path = tmp_path / "units.jsonl"
+    record(path, ("a", ["a"]), ("b", ["b"]))
+    calls = []
+
+    def job(name):
+        calls.append(name)
+        return [row(name)]
+
+    jobs = ["a", "b", "c", "d"]
+    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", False))
+    assert [rows[0]["id"] for rows in got] == jobs
+    assert calls == ["c", "d"]
+
+
+def test_run_recorded_records_the_jobs_it_runs_so_a_second_run_runs_none(tmp_path):
+    path = tmp_path / "units.jsonl"
+    jobs = ["a", "b", "c"]
+    journal = Journal(path)
+    list(run_recorded(make_row, jobs, jobs, journal, 1, "test", False))
+    journal.close()
+    calls = []
+
+    def job(name):
+        calls.append(name)
+        return [row(name)]
+
+    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", False))
+    assert calls == []
+    assert [rows[0]["id"] for rows in got] == jobs
+
+
+def test_rows_streams_every_recorded_row_in_job_order(tmp_path):
+    path = tmp_path / "units.jsonl"
+    journal = Journal(path)
+    journal.append("a", [row("a"), row("a_t1_k1")])
+    journal.append("b", [])
+    journal.append("c", [row("c")])
+    assert [r["id"] for r in journal.rows()] == ["a", "a_t1_k1", "c"]
+
+
+def test_rows_of_a_journal_never_written_is_empty(tmp_path):
+    assert list(Journal(tmp_path / "none.jsonl").rows()) == []
+
+
+def test_read_run_returns_what_write_run_wrote(tmp_path):
+    write_run(tmp_path, RUN)
+    assert state_dir(tmp_path).is_dir()
+    assert read_run(tmp_path) == RUN
+
+
+def test_read_run_without_a_record_is_none(tmp_path):
+    assert read_run(tmp_path) is None
+
+
+def test_read_run_of_a_broken_run_json_is_one_resume_error(tmp_path):
+    write_run(tmp_path, RUN)
+    (state_dir(tmp_path) / "run.json").write_text('{"command": "bu')
+    with pytest.raises(ResumeError, match=r"run\.json: unreadable build record"):
+        read_run(tmp_path)
+
+
+def test_read_run_of_json_without_parameters_is_not_a_build_record(tmp_path):
+    write_run(tmp_path, RUN)
+    (state_dir(tmp_path) / "run.json").write_text(json.dumps(["build"]))
+    with pytest.raises(ResumeError, match="not a build record"):
+        read_run(tmp_path)
+
+
+def test_check_same_run_accepts_the_same_run(tmp_path):
+    check_same_run(tmp_path, RUN, dict(RUN))
+
+
+def test_check_same_run_names_the_differing_parameter(tmp_path):
+    now = {**RUN, "parameters": {"alpha": 0.2, "s": 3}}
+    with pytest.raises(ResumeError, match=r"alpha was 0\.1, now 0\.2"):
+        check_same_run(tmp_path, RUN, now)
+
+
+def test_check_same_run_names_a_parameter_added_since(tmp_path):
+    now = {**RUN, "parameters": {**RUN["parameters"], "seed": 1}}
+    with pytest.raises(ResumeError, match="seed was None, now 1"):
+        check_same_run(tmp_path, RUN, now)
+
+
+def test_check_same_run_refuses_another_command(tmp_path):
+    with pytest.raises(ResumeError, match="interrupted 'build', not 'negaug'"):
+        check_same_run(tmp_path, RUN, {**RUN, "command": "negaug"})
+
+
+def test_check_same_run_refuses_a_changed_source(tmp_path):
+    with pytest.raises(ResumeError, match="the source changed"):
+        check_same_run(tmp_path, RUN, {**RUN, "fingerprint": "cd" * 32})
+
+
+def test_remove_temp_files_deletes_only_temporary_files_in_out_and_its_folders(tmp_path):
+    (tmp_path / "images").mkdir()
+    keep = [tmp_path / "images" / "a.png", tmp_path / "manifest.csv", tmp_path / "images" / ".hidden.png"]
+    for path in keep:
+        path.write_bytes(b"x")
+    temps = [temp_path(tmp_path / "images" / "b.png"), temp_path(tmp_path / "manifest.csv")]
+    for path in temps:
+        path.write_bytes(b"x")
+    assert remove_temp_files(tmp_path) == 2
+    assert all(p.exists() for p in keep)
+    assert not any(p.exists() for p in temps)
