@@ -75,8 +75,9 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
     ds = _open(src, split, train_list, test_list)
     with _workers(backend, scheduler):
         s = SampleNoise(NoiseParams(grid, max_var, max_mean)).run(ds, out, _opts(n_jobs, skip_invalid, force))
+    skipped = f", {s['skipped']} skipped" if s["skipped"] else ""
     summary(f"sample-noise: {s['patches']} patches from {s['images_with_patches']} of {s['images']} train images"
-             f"{', %d skipped' % s['skipped'] if s['skipped'] else ''} -> {out} in {s['seconds']:.1f} s")
+            f"{skipped} -> {out} in {s['seconds']:.1f} s")
 
 
 @main.command("displace")

@@ -87,7 +87,7 @@ def _read_list(path: Path, problems: list[str]) -> list[str]:
     """Ids of a split list; unsafe ids and duplicates are added to ``problems``."""
     ids = read_id_list(path)
     seen = set()
-    for i, id_ in enumerate(ids):
+    for id_ in ids:
         bad = id_problem(id_)
         if bad:
             problems.append(f"{path}: id {id_!r} {bad}")

@@ -155,7 +155,7 @@ class Journal:
         """Record a finished job (its files are already in place)."""
         if self._fh is None:
             self._replaying = False
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab")  # noqa: SIM115  (kept open across appends; closed by close())
         self._fh.write(_encode(key, rows))
         self._fh.flush()
 

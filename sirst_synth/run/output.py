@@ -127,7 +127,7 @@ class _AtomicText:
     def __init__(self, path: Path):
         self.path = path
         self.tmp = temp_path(path)
-        self.fh = open(self.tmp, "w", encoding="utf-8", newline="\n")
+        self.fh = open(self.tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115  (closed by commit or abort)
 
     def commit(self) -> None:
         self.fh.close()
