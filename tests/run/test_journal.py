@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from sirst_synth.errors import ResumeError
-from sirst_synth.run.journal import (
-    Journal, check_same_run, read_run, remove_temp_files, run_recorded, write_run,
-)
+from sirst_synth.run.journal import Journal, check_same_run, read_run, remove_temp_files, run_recorded, write_run
 from sirst_synth.store.layout import state_dir, temp_path
 from sirst_synth.store.manifest import new_row
 
@@ -28,7 +27,7 @@ def make_row(job: str) -> list[dict[str, str]]:
     return [row(job)]
 
 
-RUN = {"command": "build", "parameters": {"alpha": 0.1, "s": 3}, "fingerprint": "ab" * 32}
+RUN: dict[str, Any] = {"command": "build", "parameters": {"alpha": 0.1, "s": 3}, "fingerprint": "ab" * 32}
 
 
 def test_a_last_line_cut_short_by_a_kill_is_dropped_and_the_file_truncated(tmp_path):
@@ -55,8 +54,8 @@ def test_replay_returns_recorded_rows_in_order_then_none(tmp_path):
     path = tmp_path / "units.jsonl"
     record(path, ("a", ["a", "a_t1_k1"]), ("b", ["b"]))
     journal = Journal(path)
-    assert [r["id"] for r in journal.take("a")] == ["a", "a_t1_k1"]
-    assert [r["id"] for r in journal.take("b")] == ["b"]
+    assert journal.take("a") == [row("a"), row("a_t1_k1")]
+    assert journal.take("b") == [row("b")]
     assert journal.take("c") is None
     assert journal.take("d") is None
 

@@ -1,0 +1,111 @@
+"""sirst_synth.run.jobs: the worker code that copies, displaces and negates one image."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from sirst_synth.method.noise import NoiseRegion
+from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs, run_copy, run_unit
+from sirst_synth.store import imageio
+from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.manifest import new_row, original_row
+from sirst_synth.store.noisebank import NoiseBankWriter
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def place(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for root in (src, out):
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    image = rng.integers(20, 90, (32, 32)).astype(np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    # two targets whose 3x3 windows differ under every rotation, so each gives three negatives
+    image[4:7, 4:7] = np.arange(200, 245, 5, dtype=np.uint8).reshape(3, 3)
+    mask[4:7, 4:7] = 255
+    image[20:23, 24:27] = np.arange(150, 240, 10, dtype=np.uint8).reshape(3, 3)
+    mask[20:23, 24:27] = 255
+    # written by Pillow with a text chunk, so any re-encoding would change the bytes
+    text = PngInfo()
+    text.add_text("Comment", "source file")
+    Image.fromarray(image).save(src / "images" / "a.png", pnginfo=text)
+    Image.fromarray(mask).save(src / "masks" / "a.png", pnginfo=text)
+    bank = tmp_path / "noise.h5"
+    writer = NoiseBankWriter(bank, {})
+    writer.add("a", [NoiseRegion(1, 1, (8, 8, 16, 16), 4.0, 50.0)], [rng.uniform(40, 60, (8, 8)).astype(np.float32)])
+    writer.close()
+    return Place(Dataset(src), out, str(bank))
+
+
+def unit(s=None, noise=True):
+    row = new_row(split="train", source_id="a", round=0)
+    draw = NoiseDraw(0, "a", 1, 1) if noise else None
+    return UnitJob("a", "a_r0" if noise else "a", row, draw, 0.5, "resize", s)
+
+
+def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
+    (rows,) = [run_copy(CopyJob("a", original_row("a", "train")), place)]
+    src, out = place.src.root, place.out
+    assert (out / "images" / "a.png").read_bytes() == (src / "images" / "a.png").read_bytes()
+    assert (out / "masks" / "a.png").read_bytes() == (src / "masks" / "a.png").read_bytes()
+    assert rows == [{**original_row("a", "train"), "sha256_image": sha(src / "images" / "a.png"),
+                     "sha256_mask": sha(src / "masks" / "a.png")}]
+
+
+def test_run_unit_without_noise_writes_only_the_negatives_of_each_target(place):
+    rows = run_unit(unit(s=3, noise=False), place)
+    ids = [r["id"] for r in rows]
+    assert ids == [f"a_t{t}_k{k}" for t in (1, 2) for k in (1, 2, 3)]
+    assert sorted(p.stem for p in (place.out / "images").iterdir()) == sorted(ids)
+    assert sorted(p.stem for p in (place.out / "masks").iterdir()) == sorted(ids)
+    assert all(r["kind"] == "negative" and r["group"] == "a" and r["s"] == "3" for r in rows)
+    assert [r["target"] for r in rows] == ["1"] * 3 + ["2"] * 3
+
+
+def test_a_negative_row_holds_the_hashes_of_its_files(place):
+    for r in run_unit(unit(s=3, noise=False), place):
+        assert r["sha256_image"] == sha(place.out / "images" / f"{r['id']}.png")
+        assert r["sha256_mask"] == sha(place.out / "masks" / f"{r['id']}.png")
+
+
+def test_run_unit_with_noise_writes_the_displaced_image_first(place):
+    rows = run_unit(unit(s=3), place)
+    first = rows[0]
+    assert (first["id"], first["kind"], first["group"]) == ("a_r0", "displaced", "a_r0")
+    assert (first["noise_source_id"], first["noise_row"], first["noise_col"], first["alpha"]) == ("a", "1", "1", "0.5")
+    assert [r["id"] for r in rows[1:]] == [f"a_r0_t{t}_k{k}" for t in (1, 2) for k in (1, 2, 3)]
+    assert all(r["group"] == "a_r0" and r["noise_source_id"] == "a" for r in rows[1:])
+
+
+def test_the_displaced_image_keeps_the_source_mask_bytes(place):
+    run_unit(unit(), place)
+    assert (place.out / "masks" / "a_r0.png").read_bytes() == (place.src.root / "masks" / "a.png").read_bytes()
+    assert not np.array_equal(imageio.read_image(place.out / "images" / "a_r0.png"), place.src.read_image("a"))
+
+
+def test_run_unit_with_noise_and_no_s_writes_only_the_displaced_image(place):
+    assert [r["id"] for r in run_unit(unit(s=None), place)] == ["a_r0"]
+    assert [p.name for p in (place.out / "images").iterdir()] == ["a_r0.png"]
+
+
+def test_run_unit_writes_the_same_files_every_time(place):
+    first = run_unit(unit(s=3), place)
+    assert run_unit(unit(s=3), place) == first
+
+
+def test_remove_outputs_deletes_both_files_of_the_ids_only(place):
+    rows = run_unit(unit(s=3), place)
+    gone = [r["id"] for r in rows[2:]]
+    remove_outputs(place.out, gone + ["never_written"])
+    kept = [r["id"] for r in rows[:2]]
+    assert sorted(p.stem for p in (place.out / "images").iterdir()) == sorted(kept)
+    assert sorted(p.stem for p in (place.out / "masks").iterdir()) == sorted(kept)

@@ -1,0 +1,188 @@
+"""sirst_synth.run.output: refusing unsafe outputs, starting or resuming a build, completing it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sirst_synth.errors import OutputError, ResumeError
+from sirst_synth.run.output import RunMode, check_output, check_output_file, completed_run, count_kinds, finish_output, start_output
+from sirst_synth.store.layout import INFO_NAME, STATE_NAME, state_dir, temp_path
+from sirst_synth.store.manifest import COLUMNS, new_row
+
+SPLIT = "50_50"
+RUN = {"command": "build", "parameters": {"split": SPLIT, "alpha": 0.1}, "fingerprint": "ab" * 32}
+
+
+@pytest.fixture
+def src(tmp_path):
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    return src
+
+
+def rows():
+    return [
+        new_row(id="a", split="train", kind="original", source_id="a", group="a"),
+        new_row(id="a_r0", split="train", kind="displaced", source_id="a", group="a_r0"),
+        new_row(id="a_r0_t1_k1", split="train", kind="negative", source_id="a", group="a_r0"),
+        new_row(id="b", split="test", kind="original", source_id="b", group="b"),
+    ]
+
+
+def test_refuses_an_output_equal_to_the_source(src):
+    with pytest.raises(OutputError, match="is the source or inside it"):
+        check_output(src, src, force=True)
+
+
+def test_refuses_an_output_inside_the_source(src):
+    with pytest.raises(OutputError, match="is the source or inside it"):
+        check_output(src / "out", src, force=True)
+
+
+def test_refuses_a_non_empty_folder_without_force(src, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not empty; use --force"):
+        check_output(out, src, force=False)
+    check_output(out, src, force=True)
+
+
+def test_a_non_empty_folder_with_build_state_points_to_resume(src, tmp_path):
+    out = tmp_path / "out"
+    state_dir(out).mkdir(parents=True)
+    with pytest.raises(OutputError, match="use --resume"):
+        check_output(out, src, force=False)
+
+
+def test_refuses_resume_on_a_folder_that_is_no_build(src, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ResumeError, match="not a build of this tool"):
+        check_output(out, src, force=False, resume=True)
+
+
+def test_force_refuses_to_clear_a_folder_holding_the_source(tmp_path):
+    src = tmp_path / "data" / "src"
+    src.mkdir(parents=True)
+    with pytest.raises(OutputError, match="would clear a folder that holds the source"):
+        check_output(tmp_path / "data", src, force=True)
+
+
+def test_refuses_an_output_that_is_a_file(src, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        check_output(out, src, force=True)
+
+
+def test_check_output_file_refuses_inside_source_folder_and_existing_file(src, tmp_path):
+    with pytest.raises(OutputError, match="inside the source"):
+        check_output_file(src / "noise.h5", src, force=True)
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_file(tmp_path, src, force=True)
+    existing = tmp_path / "noise.h5"
+    existing.write_bytes(b"x")
+    with pytest.raises(OutputError, match="exists; use --force"):
+        check_output_file(existing, src, force=False)
+    check_output_file(existing, src, force=True)
+
+
+def test_fresh_start_clears_only_the_tools_names_and_makes_the_folders(src, tmp_path):
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "old.png").write_bytes(b"x")
+    (out / SPLIT).mkdir()
+    (out / SPLIT / "train.txt").write_text("old\n")
+    (out / "manifest.csv").write_text("id\n")
+    (out / INFO_NAME).write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    (out / "other").mkdir()
+    assert start_output(out, src, SPLIT, RUN, force=True, resume=False) is RunMode.FRESH
+    assert sorted(p.name for p in out.iterdir()) == sorted([STATE_NAME, "images", "masks", "notes.txt", "other"])
+    assert not any((out / "images").iterdir())
+    assert (out / "masks").is_dir()
+    assert json.loads((state_dir(out) / "run.json").read_text()) == RUN
+
+
+def test_resume_of_the_same_run_is_resumed_and_drops_temp_files(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    done = out / "images" / "a.png"
+    done.write_bytes(b"png")
+    cut = temp_path(out / "images" / "b.png")
+    cut.write_bytes(b"half")
+    assert start_output(out, src, SPLIT, dict(RUN), force=False, resume=True) is RunMode.RESUMED
+    assert done.read_bytes() == b"png"
+    assert not cut.exists()
+
+
+def test_resume_with_a_different_parameter_is_refused(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    (out / "images" / "a.png").write_bytes(b"png")
+    other = {**RUN, "parameters": {"split": SPLIT, "alpha": 0.3}}
+    with pytest.raises(ResumeError, match=r"alpha was 0\.1, now 0\.3"):
+        start_output(out, src, SPLIT, other, force=False, resume=True)
+    assert (out / "images" / "a.png").exists()
+
+
+def test_resume_of_a_complete_build_of_the_same_run_is_complete(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    finish_output(out, SPLIT, rows(), {"command": RUN["command"], "parameters": RUN["parameters"],
+                                       "source": {"fingerprint": RUN["fingerprint"]}})
+    assert start_output(out, src, SPLIT, dict(RUN), force=False, resume=True) is RunMode.COMPLETE
+
+
+def test_resume_on_an_empty_folder_starts_fresh(src, tmp_path):
+    out = tmp_path / "out"
+    assert start_output(out, src, SPLIT, RUN, force=False, resume=True) is RunMode.FRESH
+    assert (state_dir(out) / "run.json").is_file()
+
+
+def test_finish_output_writes_lists_manifest_and_record_then_removes_the_state(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    counts = finish_output(out, SPLIT, iter(rows()), {"command": "build"})
+    assert counts == {"train": 3, "test": 1, "original": 1, "displaced": 1, "negative": 1}
+    assert (out / SPLIT / "train.txt").read_text() == "a\na_r0\na_r0_t1_k1\n"
+    assert (out / SPLIT / "test.txt").read_text() == "b\n"
+    lines = (out / "manifest.csv").read_text().splitlines()
+    assert lines[0] == ",".join(COLUMNS)
+    assert [line.split(",")[0] for line in lines[1:]] == ["a", "a_r0", "a_r0_t1_k1", "b"]
+    info = json.loads((out / INFO_NAME).read_text())
+    assert info["counts"] == counts and info["command"] == "build"
+    assert not state_dir(out).exists()
+
+
+def test_the_completion_mark_is_absent_until_finish_output(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    assert completed_run(out) is None
+    assert not (out / INFO_NAME).exists()
+    finish_output(out, SPLIT, rows(), {"command": "build"})
+    done = completed_run(out)
+    assert done is not None and done["command"] == "build"
+
+
+def test_a_failure_while_streaming_rows_leaves_no_list_manifest_or_record(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+
+    def broken():
+        yield rows()[0]
+        raise RuntimeError("worker died")
+
+    with pytest.raises(RuntimeError):
+        finish_output(out, SPLIT, broken(), {"command": "build"})
+    assert not (out / "manifest.csv").exists()
+    assert not (out / INFO_NAME).exists()
+    assert sorted(p.name for p in (out / SPLIT).iterdir()) == []
+    assert state_dir(out).is_dir()
+
+
+def test_count_kinds_counts_splits_and_only_train_kinds():
+    assert count_kinds(rows()) == {"train": 3, "test": 1, "original": 1, "displaced": 1, "negative": 1}

@@ -1,0 +1,106 @@
+"""sirst_synth.store.noisebank: patches and their provenance, in one HDF5 file."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from sirst_synth.errors import NoiseBankError
+from sirst_synth.method.noise import NoiseRegion
+from sirst_synth.store.noisebank import NoiseBank, NoiseBankWriter
+
+
+def patch(seed, h, w):
+    return np.random.default_rng(seed).uniform(0, 255, (h, w)).astype(np.float32)
+
+
+def write_bank(path, attrs=None):
+    writer = NoiseBankWriter(path, attrs or {"grid": 4, "max_var": 50.0, "max_mean": 255.0, "split": "50_50"})
+    writer.add("img1", [NoiseRegion(0, 1, (0, 8, 8, 16), 3.5, 40.0), NoiseRegion(2, 3, (16, 24, 24, 32), 1.25, 70.0)],
+               [patch(1, 8, 8), patch(2, 8, 8)])
+    writer.add("img2", [], [])
+    writer.add("img3", [NoiseRegion(1, 0, (5, 0, 10, 6), 2.0, 9.0)], [patch(3, 5, 6)])
+    return writer
+
+
+def test_patches_read_back_exactly_in_the_order_written(tmp_path):
+    write_bank(tmp_path / "bank.h5").close()
+    with NoiseBank(tmp_path / "bank.h5") as bank:
+        assert len(bank) == 3
+        for index, expected in enumerate([patch(1, 8, 8), patch(2, 8, 8), patch(3, 5, 6)]):
+            got = bank.patch(index)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_the_provenance_of_each_patch_reads_back(tmp_path):
+    write_bank(tmp_path / "bank.h5").close()
+    with NoiseBank(tmp_path / "bank.h5") as bank:
+        assert bank.source_id == ["img1", "img1", "img3"]
+        assert bank.grid.tolist() == [[0, 1], [2, 3], [1, 0]]
+        assert bank.box.tolist() == [[0, 8, 8, 16], [16, 24, 24, 32], [5, 0, 10, 6]]
+        assert bank.var.tolist() == [3.5, 1.25, 2.0]
+        assert bank.mean.tolist() == [40.0, 70.0, 9.0]
+
+
+def test_the_attributes_and_image_counts_read_back(tmp_path):
+    write_bank(tmp_path / "bank.h5").close()
+    with NoiseBank(tmp_path / "bank.h5") as bank:
+        assert bank.attrs["grid"] == 4
+        assert bank.attrs["split"] == "50_50"
+        assert bank.attrs["images"] == 3
+        assert bank.attrs["images_with_patches"] == 2
+        assert "tool_version" in bank.attrs
+
+
+def test_the_file_appears_only_when_the_writer_is_closed(tmp_path):
+    writer = write_bank(tmp_path / "bank.h5")
+    assert not (tmp_path / "bank.h5").exists()
+    writer.close()
+    assert (tmp_path / "bank.h5").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["bank.h5"]
+
+
+def test_an_aborted_writer_leaves_nothing(tmp_path):
+    write_bank(tmp_path / "bank.h5").abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_bank_is_a_noise_bank_error_naming_the_file(tmp_path):
+    with pytest.raises(NoiseBankError, match=r"missing\.h5: not a readable noise bank"):
+        NoiseBank(tmp_path / "missing.h5")
+
+
+def test_a_file_that_is_not_a_bank_is_a_noise_bank_error(tmp_path):
+    (tmp_path / "bank.h5").write_bytes(b"this is not HDF5")
+    with pytest.raises(NoiseBankError, match="not a readable noise bank"):
+        NoiseBank(tmp_path / "bank.h5")
+
+
+def test_an_hdf5_file_without_the_index_is_a_noise_bank_error(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("pixels", data=np.zeros(4, np.float32))
+    with pytest.raises(NoiseBankError, match="not a readable noise bank"):
+        NoiseBank(tmp_path / "other.h5")
+
+
+def test_a_bank_without_patches_is_a_noise_bank_error(tmp_path):
+    writer = NoiseBankWriter(tmp_path / "empty.h5", {})
+    writer.add("img1", [], [])
+    writer.close()
+    with pytest.raises(NoiseBankError, match="holds no patch"):
+        NoiseBank(tmp_path / "empty.h5")
+
+
+def test_describe_gives_the_files_sha256_and_the_sampling_thresholds(tmp_path):
+    path = tmp_path / "bank.h5"
+    write_bank(path).close()
+    with NoiseBank(path) as bank:
+        info = bank.describe()
+    assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info["patches"] == 3
+    assert info["path"] == str(path.resolve())
+    assert (info["grid"], info["max_var"], info["max_mean"], info["split"]) == (4, 50.0, 255.0, "50_50")
