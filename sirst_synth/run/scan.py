@@ -124,7 +124,7 @@ def check_grid(records: list[SourceRecord], grid: int) -> str | None:
         return None
     best = min(small.height, small.width) // 2
     return (f"--grid {grid} cuts train id {small.id!r} ({small.width}x{small.height} pixels) into regions of "
-            f"{small.height // grid}x{small.width // grid} pixels; regions need at least 2x2 pixels: use --grid <= {best}")
+            f"{small.width // grid}x{small.height // grid} pixels; regions need at least 2x2 pixels: use --grid <= {best}")
 
 
 def duplicate_problems(ds: Dataset, ids: dict[str, list[str]]) -> list[Problem]:

@@ -141,7 +141,6 @@ def test_check_grid_names_the_smallest_image_and_the_largest_usable_grid():
     assert message.endswith("regions need at least 2x2 pixels: use --grid <= 6")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: check_grid gives the image as WxH but its regions as HxW")
 def test_check_grid_gives_region_sizes_as_width_x_height_like_the_image():
     message = check_grid([record("small", 12, 20)], 8)  # 12 high, 20 wide: regions 2 wide, 1 high
     assert message is not None and "(20x12 pixels) into regions of 2x1 pixels" in message

@@ -155,8 +155,6 @@ def test_displace_resume_of_a_complete_output_does_nothing(src, bank, tmp_path):
     assert content_digest(out) == before
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Displace.prepare appends to self._units, so a reused stage object "
-                   "plans every unit twice and lists each displaced id twice")
 def test_a_displace_object_run_twice_writes_the_same_dataset_twice(src, bank, tmp_path):
     stage = Displace(DisplaceParams(alpha=0.3), bank)
     stage.run(src, tmp_path / "a", OPTS)

@@ -47,6 +47,7 @@ class Displace(DatasetStage):
 
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
         p = self.params
+        self._units = []
         with NoiseBank(self.bank) as bank:
             bank_sources, grid, self._bank_info = bank.source_id, bank.grid, bank.describe()
         sources = scan_sources(ds, opts)

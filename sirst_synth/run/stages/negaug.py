@@ -38,6 +38,7 @@ class Negaug(DatasetStage):
     _units: list[UnitJob] = field(default_factory=list, init=False)
 
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
+        self._units = []
         sources = scan_sources(ds, opts)
         check_window(self.params.s, sources.train)
         manifest = ds.manifest() or {}
