@@ -18,7 +18,7 @@ from sirst_synth.run.scan import scan
 from sirst_synth.store.reader import open_dataset
 
 from conftest import run_cli, tree_digest
-from helpers import centroids, gray, ids, read
+from support import centroids, gray, ids, read
 
 
 def _export(src: Path, fmt: str, out: Path, *extra: str) -> Path:

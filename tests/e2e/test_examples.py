@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from helpers import ids, manifest
+from support import ids, manifest
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

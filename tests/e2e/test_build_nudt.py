@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tree_digest
-from helpers import centroids, expected_displaced, ids, manifest, read
+from support import centroids, expected_displaced, ids, manifest, read
 
 SPLIT = "50_50"
 

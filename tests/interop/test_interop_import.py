@@ -14,7 +14,7 @@ from sirst_synth.run.scan import scan
 from sirst_synth.store.reader import open_dataset
 
 from conftest import DATASETS, SIRST, need, run_cli, tree_digest
-from helpers import ids, read
+from support import ids, read
 
 # -- making raw layouts -------------------------------------------------------------------------
 

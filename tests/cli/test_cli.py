@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from conftest import run_cli, tree_digest
-from helpers import ids, manifest, read
+from support import ids, manifest, read
 
 
 def test_version_and_help_list_every_command():

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import SIRST, need, run_cli, tree_digest
-from helpers import expected_displaced, ids, manifest
+from support import expected_displaced, ids, manifest
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sirst_synth.inspect.preview import LINE, MARGIN, OUTLINE, PAD, ROTATED, Lay
 from sirst_synth.inspect.preview_noise import NoiseLayout
 
 from conftest import run_cli
-from helpers import manifest, read
+from support import manifest, read
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_gray_stays_gray_and_every_target_window_is_outlined(built, rows, tmp_pa
     assert (same | outline).all()                              # image pixels unchanged, gray (R = G = B)
     assert same.mean() > 0.95
     mask = read(built / "masks" / f"{src}.png")
-    from helpers import centroids
+    from support import centroids
 
     for cy, cx in centroids(mask):                             # a red box 2 px outside each window
         wy, wx = _window(cy, cx, 3, *mask.shape)

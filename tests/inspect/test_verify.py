@@ -14,7 +14,7 @@ import pytest
 from sirst_synth.inspect.verify import verify_dataset
 
 from conftest import run_cli
-from helpers import ids, manifest
+from support import ids, manifest
 
 
 @pytest.fixture(scope="module")

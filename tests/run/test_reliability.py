@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, tree_digest
-from helpers import manifest
+from support import manifest
 
 COMMANDS = ("sample-noise", "displace", "negaug", "build")
 

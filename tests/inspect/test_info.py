@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from helpers import ids, manifest, read
+from support import ids, manifest, read
 
 
 def _info(*args) -> dict:

@@ -5,14 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sirst_synth.train.model import (
-    AttentionFeatureFusion,
-    ChannelAttention,
-    ConvBlock,
-    SpatialAttention,
-    UNetAFF,
-    count_parameters,
-)
+from sirst_synth.train.model import AttentionFeatureFusion, ChannelAttention, ConvBlock, SpatialAttention, UNetAFF, count_parameters
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall on a busy machine)
 
