@@ -26,7 +26,7 @@ def scheduler():
 
 def files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "sirst-synth.json"}
+            if p.is_file() and p.name != ".sirst-synth-runs.jsonl"}
 
 
 def test_build_on_a_local_cluster_is_byte_identical_to_the_local_build(demo, tmp_path, scheduler):

@@ -90,14 +90,18 @@ def test_deleted_image_fails_naming_it(copy):
     assert len(failing(copy, "images/demo_0001.png")) == 1
 
 
-def test_stray_file_fails_naming_it(copy):
-    for rel in ("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin"):
+def test_stray_file_in_the_tools_folders_fails_naming_it(copy):
+    """A file in images/, masks/ or the split folder is the tool's misplaced file: a failure.
+    Files elsewhere are foreign (a trainer's): listed, one line per top-level entry."""
+    for rel in ("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin", "sub/y.bin"):
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         (copy / rel).write_bytes(b"x")
     lines = verify(copy, expect=1)
     assert lines[:-1] == [f"{copy / rel}: stray file (not listed in manifest.csv)"
-                          for rel in sorted(("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin"))]
-    assert lines[-1] == f"verify: {copy}: 4 problems"
+                          for rel in sorted(("images/extra.png", "50_50/val.txt"))] + [
+        f"{copy}/notes.txt: foreign file (not written by sirst-synth)",
+        f"{copy}/sub/: foreign folder (2 files not written by sirst-synth)"]
+    assert lines[-1] == f"verify: {copy}: 2 problems; 2 foreign entries (not checked; --strict fails on them)"
 
 
 def test_interrupted_build_leftovers_are_named(copy):

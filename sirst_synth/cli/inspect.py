@@ -150,18 +150,27 @@ def info_command(dataset, split, train_list, test_list, as_json, n_jobs):
 @click.argument("root", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
               help="Worker processes hashing and decoding (-1: all cores).")
-def verify_command(root: Path, n_jobs: int) -> None:
-    """Check a built dataset against manifest.csv and sirst-synth.json (exit 1 when anything is wrong)."""
+@click.option("--strict", is_flag=True,
+              help="Fail on foreign files too (files sirst-synth never writes, such as a trainer's value_result/).")
+def verify_command(root: Path, n_jobs: int, strict: bool) -> None:
+    """Check a built dataset against manifest.csv and sirst-synth.json (exit 1 when anything is wrong).
+
+    Files a trainer adds beside the tool's (value_result/, logs) are listed as foreign and fail
+    only with --strict."""
     from sirst_synth.inspect.verify import verify_report
 
     flags = settings()
     report = friendly_errors(verify_report)(root, n_jobs, flags.progress)
-    for line in report.problems:
+    for line in report.problems + report.foreign:
         click.echo(line)
+    failed = bool(report.problems) or (strict and bool(report.foreign))
     if not flags.quiet:
+        n, f = len(report.problems), len(report.foreign)
+        extra = (f"; {f} foreign entr{'ies' if f != 1 else 'y'} "
+                 f"({'a failure with --strict' if strict else 'not checked; --strict fails on them'})" if f else "")
         if report.problems:
-            n = len(report.problems)
-            click.echo(f"verify: {root}: {n} problem{'s' if n != 1 else ''}")
+            click.echo(f"verify: {root}: {n} problem{'s' if n != 1 else ''}{extra}")
         else:
-            click.echo(f"verify: {root} intact: {report.images} images, {2 * report.images} files, hashes equal")
-    sys.exit(1 if report.problems else 0)
+            click.echo(f"verify: {root} intact: {report.images} images, {2 * report.images} files, "
+                       f"hashes equal{extra}")
+    sys.exit(1 if failed else 0)

@@ -19,22 +19,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sirst_synth.errors import SirstSynthError
+from sirst_synth.errors import ExportError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
-from sirst_synth.interop.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
 from sirst_synth.store.layout import id_problem
 
 RECORD = "sirst-synth-export.json"
 #: the one class of every box format
 CLASS_NAME = "target"
 VOC_CLASS_NAME = "Target"  # SIRST's own VOC files name the class "Target"
-
-
-class ExportError(SirstSynthError):
-    """A dataset that cannot be exported as asked."""
 
 
 @dataclass

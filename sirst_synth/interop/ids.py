@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import re
 
-from sirst_synth.errors import SirstSynthError
+from sirst_synth.errors import IdError
 
 #: joins the folder parts of an id in its flat file name.
 SEPARATOR = "__"
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-class IdError(SirstSynthError):
-    """An id that cannot name a file inside the dataset."""
 
 
 def id_problem(id_: str) -> str | None:

@@ -6,6 +6,8 @@
     ROOT/manifest.csv               provenance, one row per image (built datasets)
     ROOT/sirst-synth.json           the build record, written last (the completion mark)
     ROOT/.sirst-synth-partial/      the state of an unfinished build
+    ROOT/.sirst-synth-lock          held while a command writes ROOT (pid and command inside)
+    ROOT/.sirst-synth-runs.jsonl    the run log: one line per run (mode, seconds), not in the record
     .<name>.<pid>.tmp               a file being written, renamed into place when complete
 
 Plain constants and path arithmetic, no third-party import: ``verify`` and the CLI import it cheaply.
@@ -33,6 +35,10 @@ KINDS = ("original", "displaced", "negative")
 #: prefix of the hidden entries an unfinished build leaves
 STATE_PREFIX = ".sirst-synth"
 STATE_NAME = STATE_PREFIX + "-partial"
+#: the lock a writing command holds inside its output folder (beside a file output: see lock_path)
+LOCK_NAME = STATE_PREFIX + "-lock"
+#: the run log: what differs between identical runs (seconds, resumed), kept out of INFO_NAME
+RUN_LOG_NAME = STATE_PREFIX + "-runs.jsonl"
 
 _TEMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
 
@@ -50,6 +56,12 @@ def mask_name(id_: str) -> str:
 def state_dir(out: Path) -> Path:
     """The hidden folder holding an unfinished build's state."""
     return out / STATE_NAME
+
+
+def lock_path(out: Path, inside: bool) -> Path:
+    """The lock of the output ``out``: ``OUT/.sirst-synth-lock`` inside a folder output, else
+    ``.<name>.sirst-synth-lock`` beside it (a file, or a folder replaced whole by a rename)."""
+    return out / LOCK_NAME if inside else out.parent / f".{out.name}{LOCK_NAME}"
 
 
 def temp_path(path: Path) -> Path:
