@@ -133,17 +133,40 @@ def preview_noise_command(bank_path, n_patches, seed, raw, out, force):
 @main.command("info")
 @dataset_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@click.option("--fingerprint", is_flag=True,
+              help="Print only the split's fingerprint (SHA-256 of its ids and file hashes) and the public "
+                   "split it matches, if any.")
 @click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
               help="Worker processes (-1: all cores).")
 @friendly_errors
-def info_command(dataset, split, train_list, test_list, as_json, n_jobs):
-    """Describe a dataset (source or built): images per split, sizes, channel modes, targets,
-    and for a built dataset its counts per kind and round and its build parameters."""
+def info_command(dataset, split, train_list, test_list, as_json, fingerprint, n_jobs):
+    """Describe a dataset (source or built): images per split, sizes, channel modes, targets, the
+    train images' mean and std (img_norm_cfg), and for a built dataset its counts per kind and
+    round, its build parameters and its runs."""
     from sirst_synth.inspect.info import dataset_info, format_info
 
     ds = _open(dataset, split, train_list, test_list)
+    if fingerprint:
+        _print_fingerprint(ds, as_json)
+        return
     info = dataset_info(ds, n_jobs, progress=settings().progress and not as_json)
     click.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+
+
+def _print_fingerprint(ds, as_json: bool) -> None:
+    from sirst_synth.errors import DatasetError
+    from sirst_synth.store.dataset import Dataset
+    from sirst_synth.store.fingerprint import fingerprint_line, known_split, split_fingerprint
+
+    if not isinstance(ds, Dataset):
+        raise DatasetError(f"{ds.root}: --fingerprint hashes the files of a dataset folder, not an HDF5 file")
+    if not as_json:
+        click.echo(fingerprint_line(ds))
+        return
+    fp = split_fingerprint(ds)
+    click.echo(json.dumps({"fingerprint": fp, "path": str(ds.root), "split": ds.split,
+                           "train": len(ds.ids("train")), "test": len(ds.ids("test")), "known": known_split(fp)},
+                          indent=2))
 
 
 @main.command("verify")
