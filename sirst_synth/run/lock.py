@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +27,20 @@ from sirst_synth.store.layout import lock_path
 _HOLDER_WAIT_S = 0.5
 
 
+#: the arguments the CLI was invoked with (set by :func:`set_command_line`)
+_invoked: list[str] | None = None
+
+
+def set_command_line(args: Sequence[str]) -> None:
+    """Record the CLI's arguments (the CLI calls it), for :func:`command_line`."""
+    global _invoked
+    _invoked = list(args)
+
+
 def command_line() -> str:
     """The running command as a user typed it (``sirst-synth build ...``)."""
+    if _invoked is not None:
+        return shlex.join(["sirst-synth", *_invoked])
     argv = sys.argv
     prog = Path(argv[0]).name if argv else ""
     if prog in ("sirst-synth", "__main__.py", "sirst_synth"):
