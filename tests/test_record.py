@@ -60,7 +60,8 @@ def test_info_reports_img_norm_cfg_of_a_source(demo):
     assert info["img_norm_cfg"] == {"part": "train", **img_norm_cfg(Dataset(demo))}
     text = run_cli("info", demo, "-j", "1").output
     norm = info["img_norm_cfg"]
-    assert f"img_norm_cfg (train, gray 0..255, all pixels pooled): mean {norm['mean']:.6f}, std {norm['std']:.6f}" in text
+    assert (f"img_norm_cfg (train, gray 0..255, all pixels pooled): mean {norm['mean']:.6f}, "
+            f"std {norm['std']:.6f}") in text
 
 
 def test_hdf5_build_stores_the_same_record(builds, demo, tmp_path):
