@@ -138,7 +138,7 @@ def _read_manifest(root: Path, report: Report) -> list[dict[str, str]]:
         id_ = row["id"]
         bad = id_problem(id_)
         if bad:
-            report.add(MANIFEST_NAME, f"line {number}: id {id_!r} is {bad}")
+            report.add(MANIFEST_NAME, f"line {number}: id {id_!r}: {bad}")
             continue
         if id_ in seen:
             report.add(MANIFEST_NAME, f"line {number}: id {id_!r} is listed twice")

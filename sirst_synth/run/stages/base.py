@@ -25,7 +25,7 @@ from sirst_synth.run.lock import check_not_running, command_line, locked_folder
 from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output, train_norm
 from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import PARTS, state_dir
+from sirst_synth.store.layout import PARTS, flat_name, flat_names, state_dir
 from sirst_synth.store.manifest import Row, original_row
 from sirst_synth.store.record import append_run
 
@@ -104,6 +104,7 @@ class DatasetStage(Stage):
                     start: float) -> dict[str, Any]:
         try:
             sources = self.prepare(ds, opts)
+            flat_names(sorted(sources.ids()))  # two ids with one flat name: refused before writing
             record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
                       "fingerprint": sources.result.fingerprint()}
             how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
@@ -160,12 +161,13 @@ def scan_sources(ds: Dataset, opts: RunOptions) -> Sources:
 
 
 def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
-    """Copy jobs for every valid id, keeping the source's manifest rows when it has them."""
+    """Copy jobs for every valid id, keeping the source's manifest rows when it has them. An id with
+    folder parts is copied under its flat name (:func:`flat_name`), ``source_id`` keeping it."""
     manifest = ds.manifest() or {}
     jobs = []
     for part in PARTS:
         for rec in result.records.get(part, []):
-            row = manifest.get(rec.id) or original_row(rec.id, part)
+            row = manifest.get(rec.id) or {**original_row(flat_name(rec.id), part), "source_id": rec.id}
             jobs.append(CopyJob(rec.id, {**row, "split": part}))
     return jobs
 
