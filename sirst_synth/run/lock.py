@@ -162,10 +162,20 @@ def locked_folder(out: Path) -> Iterator[OutputLock]:
 
 @contextmanager
 def locked_beside(out: Path) -> Iterator[OutputLock]:
-    """Hold the lock beside the output ``out`` (its parent folder is created when needed)."""
+    """Hold the lock beside the output ``out``. Its parent folder is created when needed, and
+    removed again (with the folders made for it) when nothing was written there."""
+    parent = out.absolute().parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
     try:
-        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out.parent}: cannot create folder ({exc.strerror})") from None
-    with beside_lock(out) as lock:
-        yield lock
+    try:
+        with beside_lock(out) as lock:
+            yield lock
+    finally:
+        for folder in made:  # deepest first; only empty ones go
+            try:
+                folder.rmdir()
+            except OSError:
+                break
