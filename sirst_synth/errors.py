@@ -64,8 +64,37 @@ class ResumeError(SirstSynthError):
     """An output folder that ``--resume`` cannot finish."""
 
 
+class BusyError(OutputError):
+    """An output another running command is writing (its lock is held): names that process."""
+
+
 class BackendError(SirstSynthError):
     """A worker backend that cannot be used (missing extra, unreachable scheduler)."""
+
+
+# -- import and export -----------------------------------------------------------------------------------
+
+class IdError(SirstSynthError):
+    """An id that cannot name a file inside the dataset."""
+
+
+class ExportError(SirstSynthError):
+    """A dataset that cannot be exported as asked."""
+
+
+class ImportProblems(SirstSynthError):
+    """Problems found in a release; each line names the file or id. Nothing has been written."""
+
+    def __init__(self, lines: list[str], hint: str = "nothing was written"):
+        self.lines = lines
+        self.hint = hint
+        one = lines[0] + ("" if hint == "nothing was written" else f"; {hint}")
+        super().__init__(one if len(lines) == 1 else f"{len(lines)} problems in the release; {hint}")
+
+    def shown(self, limit: int = 10) -> list[str]:
+        """The first ``limit`` lines, then how many more there are."""
+        more = [f"... and {len(self.lines) - limit} more"] if len(self.lines) > limit else []
+        return self.lines[:limit] + more
 
 
 # -- inspecting -------------------------------------------------------------------------------------------

@@ -111,7 +111,17 @@ def summary(text: str) -> None:
         click.echo(text)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The group, recording its arguments for the lock and run log (``sirst_synth.run.lock.command_line``)."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        from sirst_synth.run.lock import set_command_line
+
+        set_command_line(sys.argv[1:] if args is None else [str(a) for a in args])
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sirst-synth")
 @click.option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")

@@ -27,6 +27,9 @@ from sirst_synth.cli.app import (
     summary,
 )
 
+#: the folder layouts of ``build --layout`` (those ``export --to`` writes)
+LAYOUTS = ("dnanet", "basicirstd", "coco", "folders", "mshnet", "points", "voc", "yolo")
+
 
 def _open(src: Path, split: str, train_list: str, test_list: str):
     from sirst_synth.store.reader import open_dataset
@@ -137,6 +140,10 @@ def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend
 @click.option("--format", "fmt", type=click.Choice(["png", "h5"]), default="png", show_default=True,
               help="png: the DNANet folder layout. h5: one HDF5 file (images, masks, ids, splits, manifest), "
                    "built through the folder OUT.building/, removed once the file is complete.")
+@click.option("--layout", default="dnanet", show_default=True, type=click.Choice(LAYOUTS),
+              help="Folder layout (--format png): dnanet, or that of another trainer (as export --to writes it), "
+                   "built through the folder OUT.building/ and exported into OUT with sirst-synth.json and "
+                   "manifest.csv at its top.")
 @click.option("--total", default=5562, show_default=True, type=int, callback=method_range("--total"),
               help="Training images in the output, originals included.")
 @seed_option
@@ -144,8 +151,8 @@ def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend
 @noise_options
 @run_options
 @friendly_errors
-def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, total, seed, fit, grid, max_var, max_mean,
-              n_jobs, backend, scheduler, skip_invalid, force, resume):
+def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, total, seed, fit, grid, max_var,
+              max_mean, n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Build the SIRST-5K training set (noise bank, displacement, negatives) from a source dataset."""
     from sirst_synth.plan.params import BuildParams, NoiseParams
     from sirst_synth.run.stages.build import Build
@@ -154,7 +161,13 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, total, seed
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
     params = BuildParams(alpha, s, total, seed, fit, NoiseParams(grid, max_var, max_mean))
-    stage = Build(params) if fmt == "png" else BuildH5(params)
+    if fmt == "h5" and layout != "dnanet":
+        raise OptionValueError(f"--layout {layout} writes a folder; --format h5 writes one file: choose one")
+    stage: Any = Build(params) if fmt == "png" else BuildH5(params)
+    if layout != "dnanet":
+        from sirst_synth.interop.build_layout import BuildLayout
+
+        stage = BuildLayout(layout, params)
     out = out or Path("SIRST-5K" if fmt == "png" else "SIRST-5K.h5")
     with _workers(backend, scheduler):
         result = stage.run(ds, out, opts)

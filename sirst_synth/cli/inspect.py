@@ -133,35 +133,67 @@ def preview_noise_command(bank_path, n_patches, seed, raw, out, force):
 @main.command("info")
 @dataset_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@click.option("--fingerprint", is_flag=True,
+              help="Print only the split's fingerprint (SHA-256 of its ids and file hashes) and the public "
+                   "split it matches, if any.")
 @click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
               help="Worker processes (-1: all cores).")
 @friendly_errors
-def info_command(dataset, split, train_list, test_list, as_json, n_jobs):
-    """Describe a dataset (source or built): images per split, sizes, channel modes, targets,
-    and for a built dataset its counts per kind and round and its build parameters."""
+def info_command(dataset, split, train_list, test_list, as_json, fingerprint, n_jobs):
+    """Describe a dataset (source or built): images per split, sizes, channel modes, targets, the
+    train images' mean and std (img_norm_cfg), and for a built dataset its counts per kind and
+    round, its build parameters and its runs."""
     from sirst_synth.inspect.info import dataset_info, format_info
 
     ds = _open(dataset, split, train_list, test_list)
+    if fingerprint:
+        _print_fingerprint(ds, as_json)
+        return
     info = dataset_info(ds, n_jobs, progress=settings().progress and not as_json)
     click.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+
+
+def _print_fingerprint(ds, as_json: bool) -> None:
+    from sirst_synth.errors import DatasetError
+    from sirst_synth.store.dataset import Dataset
+    from sirst_synth.store.fingerprint import fingerprint_line, known_split, split_fingerprint
+
+    if not isinstance(ds, Dataset):
+        raise DatasetError(f"{ds.root}: --fingerprint hashes the files of a dataset folder, not an HDF5 file")
+    if not as_json:
+        click.echo(fingerprint_line(ds))
+        return
+    fp = split_fingerprint(ds)
+    click.echo(json.dumps({"fingerprint": fp, "path": str(ds.root), "split": ds.split,
+                           "train": len(ds.ids("train")), "test": len(ds.ids("test")), "known": known_split(fp)},
+                          indent=2))
 
 
 @main.command("verify")
 @click.argument("root", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
               help="Worker processes hashing and decoding (-1: all cores).")
-def verify_command(root: Path, n_jobs: int) -> None:
-    """Check a built dataset against manifest.csv and sirst-synth.json (exit 1 when anything is wrong)."""
+@click.option("--strict", is_flag=True,
+              help="Fail on foreign files too (files sirst-synth never writes, such as a trainer's value_result/).")
+def verify_command(root: Path, n_jobs: int, strict: bool) -> None:
+    """Check a built dataset against manifest.csv and sirst-synth.json (exit 1 when anything is wrong).
+
+    Files a trainer adds beside the tool's (value_result/, logs) are listed as foreign and fail
+    only with --strict."""
     from sirst_synth.inspect.verify import verify_report
 
     flags = settings()
     report = friendly_errors(verify_report)(root, n_jobs, flags.progress)
-    for line in report.problems:
+    for line in report.problems + report.foreign:
         click.echo(line)
+    failed = bool(report.problems) or (strict and bool(report.foreign))
     if not flags.quiet:
+        n, f = len(report.problems), len(report.foreign)
+        extra = (f"; {f} foreign entr{'ies' if f != 1 else 'y'} "
+                 f"({'a failure with --strict' if strict else 'not checked; --strict fails on them'})" if f else "")
         if report.problems:
-            n = len(report.problems)
-            click.echo(f"verify: {root}: {n} problem{'s' if n != 1 else ''}")
+            click.echo(f"verify: {root}: {n} problem{'s' if n != 1 else ''}{extra}")
         else:
-            click.echo(f"verify: {root} intact: {report.images} images, {2 * report.images} files, hashes equal")
-    sys.exit(1 if report.problems else 0)
+            click.echo(f"verify: {root} intact: {report.images} images, {2 * report.images} files, "
+                       f"hashes equal{extra}")
+    sys.exit(1 if failed else 0)

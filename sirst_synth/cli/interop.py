@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -11,6 +13,19 @@ from sirst_synth.cli.inspect import _open, dataset_options
 
 IMPORT_FORMATS = ("sirst", "sirst-v2", "irstd-1k", "basicirstd", "folders", "dnanet")
 EXPORT_FORMATS = ("basicirstd", "coco", "dnanet", "folders", "mshnet", "points", "voc", "yolo")
+
+
+@contextmanager
+def _locked_output(out: Path, src: Path, force: bool) -> Iterator[None]:
+    """Check ``out`` and hold the lock beside it (``.OUT.sirst-synth-lock``: the folder is replaced
+    whole by a rename) while the command writes it; a running command there is named and refused."""
+    from sirst_synth.interop.staging import check_output
+    from sirst_synth.run.lock import check_not_running, locked_beside
+
+    check_not_running(out)
+    check_output(out, src, force)
+    with locked_beside(out):
+        yield
 
 
 def _warn(line: str) -> None:
@@ -41,17 +56,17 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
     folders     {trainval|train}/{images,masks}, test/{images,masks}
     dnanet      images/, masks/, <split>/{train,test}.txt (validated and copied)
     """
-    from sirst_synth.interop.ids import IdError, id_problem
-    from sirst_synth.interop.importers import ImportProblems, read_release
-    from sirst_synth.interop.staging import check_output
+    from sirst_synth.errors import IdError, ImportProblems
+    from sirst_synth.interop.ids import id_problem
+    from sirst_synth.interop.importers import read_release
     from sirst_synth.interop.writer import write_import
 
-    check_output(out, src, force)
     if split_name is not None and (id_problem(split_name) or "/" in split_name):
         raise IdError(f"--split-name {split_name!r}: not a plain folder name")
     try:
-        release = read_release(fmt, src, split_name)
-        report = write_import(release, out, mask_threshold, skip_mismatched)
+        with _locked_output(out, src, force):
+            release = read_release(fmt, src, split_name)
+            report = write_import(release, out, mask_threshold, skip_mismatched)
     except ImportProblems as exc:
         if len(exc.lines) > 1:
             for line in exc.shown():
@@ -85,15 +100,16 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     coco        images/, annotations/instances_{train,test}.json
     points      basicirstd + masks_centroid/, points.json, points.csv (LESPS, PAL)
     """
-    from sirst_synth.interop.exporters import ExportError, run_export
-    from sirst_synth.interop.staging import check_output, staged_folder
+    from sirst_synth.errors import ExportError
+    from sirst_synth.interop.exporters import run_export
+    from sirst_synth.interop.staging import staged_folder
 
     if dataset.is_file():
         raise ExportError(f"{dataset}: export reads a dataset folder, not a file")
-    check_output(out, dataset, force)
-    ds = _open(dataset, split, train_list, test_list)
-    with staged_folder(out) as tmp:
-        record = run_export(ds, fmt, tmp, name or dataset.resolve().name, copy)
+    with _locked_output(out, dataset, force):
+        ds = _open(dataset, split, train_list, test_list)
+        with staged_folder(out) as tmp:
+            record = run_export(ds, fmt, tmp, name or dataset.resolve().name, copy)
     files = record["files"]
     norm = record.get("img_norm_cfg")
     stats = f"; train mean {norm['mean']:.4f}, std {norm['std']:.4f}" if norm else ""

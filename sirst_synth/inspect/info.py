@@ -1,8 +1,9 @@
 """``info``: what a dataset holds, source or built.
 
 Per split part: images, image sizes, channel modes, targets per image (histogram) and target
-sizes in pixels (min / median / max). For a built dataset also the manifest's counts per kind
-and per round and the build's record (``sirst-synth.json``: parameters, source, counts).
+sizes in pixels (min / median / max); the train images' mean and std (``img_norm_cfg``, gray,
+0..255, every pixel pooled). For a built dataset also the manifest's counts per kind and per round,
+the build's record (``sirst-synth.json``: parameters, source, counts, img_norm_cfg) and its run log.
 Images are read through the Dataset interface only, in joblib workers.
 """
 from __future__ import annotations
@@ -16,8 +17,11 @@ import numpy as np
 from sirst_synth.errors import SirstSynthError
 from sirst_synth.method.targets import find_targets
 from sirst_synth.run.parallel import run_jobs
+from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
+from sirst_synth.store.imageio import to_gray
 from sirst_synth.store.layout import PARTS
 from sirst_synth.store.reader import DatasetReader
+from sirst_synth.store.record import read_runs
 
 BATCH = 64  #: ids per worker job
 
@@ -30,7 +34,8 @@ def channel_mode(image: np.ndarray) -> str:
     return "RGB, R=G=B" if same else "RGB"
 
 
-Facts = tuple[str, int, int, str, list[int]]  #: id, height, width, channel mode, target areas
+#: id, height, width, channel mode, target areas, gray pixel sums
+Facts = tuple[str, int, int, str, list[int], ImageSums]
 
 
 def image_facts(ids: Sequence[str], ds) -> tuple[list[Facts], list[tuple[str, str]]]:
@@ -46,7 +51,7 @@ def image_facts(ids: Sequence[str], ds) -> tuple[list[Facts], list[tuple[str, st
         if mask.shape != (h, w):
             problems.append((id_, f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {w}x{h} (width x height)"))
             continue
-        facts.append((id_, h, w, channel_mode(image), [t.area for t in find_targets(mask)]))
+        facts.append((id_, h, w, channel_mode(image), [t.area for t in find_targets(mask)], gray_sums(to_gray(image))))
     return facts, problems
 
 
@@ -69,15 +74,17 @@ def summarize_part(facts: Sequence[Facts]) -> dict:
     """Counts of one part (train or test) from its images' facts."""
     areas = [a for f in facts for a in f[4]]
     per_image = Counter(len(f[4]) for f in facts)
+    norm = norm_from_sums([f[5] for f in facts])
     return {
         "images": len(facts),
-        "sizes": dict(sorted(Counter(f"{w}x{h}" for _, h, w, _, _ in facts).items(), key=lambda kv: -kv[1])),
+        "sizes": dict(sorted(Counter(f"{f[2]}x{f[1]}" for f in facts).items(), key=lambda kv: -kv[1])),
         "size_range": {"width": [min(f[2] for f in facts), max(f[2] for f in facts)],
                        "height": [min(f[1] for f in facts), max(f[1] for f in facts)]} if facts else None,
         "modes": dict(sorted(Counter(f[3] for f in facts).items(), key=lambda kv: -kv[1])),
         "targets": len(areas),
         "targets_per_image": {str(k): per_image[k] for k in sorted(per_image)},
         "target_pixels": {"min": min(areas), "median": float(np.median(areas)), "max": max(areas)} if areas else None,
+        "mean": norm["mean"], "std": norm["std"],
     }
 
 
@@ -120,12 +127,16 @@ def dataset_info(ds, n_jobs: int = 1, progress: bool = False) -> dict:
         "parts": {part: summarize_part([facts[i] for i in split_ids[part] if i in facts]) for part in PARTS},
         "problems": [{"id": i, "problem": problems[i]} for i in unique if i in problems],
     }
+    train = [facts[i] for i in split_ids["train"] if i in facts]
+    out["img_norm_cfg"] = {"part": "train", **norm_from_sums([f[5] for f in train])}
     if manifest is not None:
         out["manifest"] = summarize_manifest(manifest, split_ids)
         record = build_record(ds)
         if record is not None:
-            out["build"] = {k: record.get(k) for k in ("command", "version", "parameters", "source", "counts")
-                            if k in record}
+            out["build"] = {k: record.get(k) for k in ("command", "version", "parameters", "source", "img_norm_cfg",
+                                                       "counts") if k in record}
+            root = getattr(ds, "root", None)
+            out["build"]["runs"] = read_runs(root) if root is not None and root.is_dir() else []
     return out
 
 
@@ -156,7 +167,8 @@ def format_info(info: dict) -> str:
                   f"  modes: {_counter_text(p['modes'])}",
                   f"  targets per image: {_counter_text(p['targets_per_image'], ': ')}",
                   f"  target pixels: min {px['min']}, median {px['median']:g}, max {px['max']}" if px
-                  else "  target pixels: no target"]
+                  else "  target pixels: no target",
+                  f"  gray mean {p['mean']:.4f}, std {p['std']:.4f}"]
     if info["problems"]:
         lines.append(f"problems: {len(info['problems'])} id(s) left out of the counts above")
         lines += [f"  {p['id']}: {p['problem']}" for p in info["problems"]]
@@ -178,4 +190,10 @@ def format_info(info: dict) -> str:
         if src:
             lines.append(f"  source: {src.get('path')} ({src.get('train')} train, {src.get('test')} test,"
                          f" fingerprint {str(src.get('fingerprint', ''))[:12]})")
+        for run in b.get("runs") or []:
+            lines.append(f"  run: {run.get('mode')} in {run.get('seconds')} s, finished {run.get('finished')}")
+    n = info.get("img_norm_cfg")
+    if n:
+        lines.append(f"img_norm_cfg (train, gray 0..255, all pixels pooled): mean {n['mean']:.6f}, std {n['std']:.6f}"
+                     f" over {n['images']} images")
     return "\n".join(lines)

@@ -1,8 +1,11 @@
 """``sirst-synth verify DIR``: check a built dataset against its ``manifest.csv`` and ``sirst-synth.json``.
 
 Every listed image and mask must be present, hash as recorded, decode, and pair with a mask of
-the same size; the split lists and the json's counts must equal the manifest's; no other file may
-lie under DIR. Each problem is one line naming the file or id. numpy, OpenCV and Pillow are
+the same size; the split lists and the json's counts must equal the manifest's. No other file may
+lie in the folders the tool writes (images/, masks/, the split folder) nor anywhere under a name the
+tool uses (``.sirst-synth*``, temporary files): those fail. Files a trainer adds beside them
+(DNANet's ``value_result/``) are *foreign*: listed, one line per top-level entry, and a failure only
+with ``--strict``. Each problem is one line naming the file or id. numpy, OpenCV and Pillow are
 imported only when a check runs, so ``sirst-synth --help`` stays fast.
 """
 from __future__ import annotations
@@ -20,9 +23,11 @@ from sirst_synth.errors import RecordError, VerifyError
 from sirst_synth.store.layout import (
     INFO_NAME,
     KINDS,
+    LOCK_NAME,
     MANIFEST_NAME,
     PARTS,
     PIXEL_FOLDERS,
+    RUN_LOG_NAME,
     STATE_PREFIX,
     image_name,
     is_temp_name,
@@ -31,6 +36,7 @@ from sirst_synth.store.layout import (
 from sirst_synth.store.record import read_record
 
 INTERRUPTED = "left by an interrupted build; run build --resume"
+LOCKED = "the lock of a command writing this folder, or left by one killed; wait for it, or run build --resume"
 #: Ids hashed and decoded per worker job (keeps joblib's per-job overhead small).
 BATCH = 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -45,6 +51,8 @@ class Report:
     root: Path
     problems: list[str] = field(default_factory=list)
     images: int = 0
+    #: entries the tool never writes (a trainer's files), one line per top-level entry
+    foreign: list[str] = field(default_factory=list)
 
     def add(self, rel: str, message: str) -> None:
         self.problems.append(f"{self.root / rel}: {message}")
@@ -130,7 +138,7 @@ def _read_manifest(root: Path, report: Report) -> list[dict[str, str]]:
         id_ = row["id"]
         bad = id_problem(id_)
         if bad:
-            report.add(MANIFEST_NAME, f"line {number}: id {id_!r} is {bad}")
+            report.add(MANIFEST_NAME, f"line {number}: id {id_!r}: {bad}")
             continue
         if id_ in seen:
             report.add(MANIFEST_NAME, f"line {number}: id {id_!r} is listed twice")
@@ -246,8 +254,9 @@ def _check_counts(info: dict | None, rows: list[dict[str, str]], report: Report)
             report.add(INFO_NAME, f"counts.{name} is {recorded.get(name)!r}, the manifest has {value}")
 
 
-def _strays(root: Path, expected: set[str], report: Report) -> None:
-    """Every file under ``root`` not in ``expected`` (relative POSIX paths), build leftovers named so."""
+def _strays(root: Path, expected: set[str], owned: set[str], report: Report) -> None:
+    """Every file under ``root`` not in ``expected`` (relative POSIX paths): build leftovers and
+    files inside the tool's folders ``owned`` are problems, the rest foreign (one line per top-level entry)."""
     found = []
     for folder, dirs, files in os.walk(root):
         rel_dir = Path(folder).relative_to(root)
@@ -256,13 +265,25 @@ def _strays(root: Path, expected: set[str], report: Report) -> None:
                 found.append(((rel_dir / name).as_posix(), name))
         dirs[:] = sorted(d for d in dirs if not d.startswith(STATE_PREFIX) and not os.path.islink(os.path.join(folder, d)))
         found += [((rel_dir / name).as_posix(), name) for name in files]
+    foreign: dict[str, int] = {}
     for rel, name in sorted(found):
         if rel in expected:
             continue
-        if name.startswith(STATE_PREFIX) or is_temp_name(name):
+        top = rel.split("/", 1)[0]
+        if name == LOCK_NAME:
+            report.add(rel, LOCKED)
+        elif name.startswith(STATE_PREFIX) or is_temp_name(name):
             report.add(rel, INTERRUPTED)
-        else:
+        elif top in owned or "/" not in rel and name in (MANIFEST_NAME, INFO_NAME):
             report.add(rel, f"stray file (not listed in {MANIFEST_NAME})")
+        else:
+            foreign[top] = foreign.get(top, 0) + 1
+    for top, n in sorted(foreign.items()):
+        if (root / top).is_dir() and not (root / top).is_symlink():
+            report.foreign.append(f"{root / top}/: foreign folder ({n} file{'s' if n != 1 else ''} "
+                                  "not written by sirst-synth)")
+        else:
+            report.foreign.append(f"{root / top}: foreign file (not written by sirst-synth)")
 
 
 # -- the whole check ------------------------------------------------------------------------------
@@ -283,19 +304,23 @@ def verify_report(root: Path, n_jobs: int = 1, progress: bool = False) -> Report
     if split is None:  # the json cannot say: the one folder holding both lists
         split = _guess_split(root)
     report.problems += _check_files(rows, root, n_jobs, progress)
-    expected = {MANIFEST_NAME, INFO_NAME}
+    expected = {MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME}
     expected |= {name(r["id"]) for r in rows for name in (image_name, mask_name)}
+    owned = set(PIXEL_FOLDERS)
     if split is not None:
         if not (root / split).is_dir():
             report.add(split, "split folder missing")
         else:
             _check_split_lists(root, split, rows, report)
         expected |= {f"{split}/{part}.txt" for part in PARTS}
+        owned.add(split)
     _check_counts(info, rows, report)
-    _strays(root, expected, report)
+    _strays(root, expected, owned, report)
     return report
 
 
-def verify_dataset(root: Path, n_jobs: int = 1) -> list[str]:
-    """Problems of the built dataset at ``root``, one line each naming the file or id; empty when intact."""
-    return verify_report(root, n_jobs).problems
+def verify_dataset(root: Path, n_jobs: int = 1, strict: bool = False) -> list[str]:
+    """Problems of the built dataset at ``root``, one line each naming the file or id; empty when
+    intact. Foreign files are problems only with ``strict``."""
+    report = verify_report(root, n_jobs)
+    return report.problems + (report.foreign if strict else [])

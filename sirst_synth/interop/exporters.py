@@ -19,22 +19,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sirst_synth.errors import SirstSynthError
+from sirst_synth.errors import ExportError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
-from sirst_synth.interop.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import id_problem
+from sirst_synth.store.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
+from sirst_synth.store.layout import flat_names, id_problem
 
 RECORD = "sirst-synth-export.json"
 #: the one class of every box format
 CLASS_NAME = "target"
 VOC_CLASS_NAME = "Target"  # SIRST's own VOC files name the class "Target"
-
-
-class ExportError(SirstSynthError):
-    """A dataset that cannot be exported as asked."""
 
 
 @dataclass
@@ -48,15 +44,29 @@ class Exporter:
     copied: int = 0
     rewritten_masks: list[str] = field(default_factory=list)
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
+    #: flat id -> the dataset's id, for ids with folder parts
+    _source: dict[str, str] = field(default_factory=dict)
 
     def parts(self) -> dict[str, list[str]]:
-        """Ids per part, in list order (checked: plain file names, no id in both parts)."""
+        """Flat ids per part, in list order (checked: safe ids, one flat name each, no id in both
+        parts). An id with folder parts (``44/1(814)``) is written under its flat name (``44__1(814)``)."""
+        ids = self._ids()
+        flat = flat_names([i for part in ids.values() for i in part])
+        self._source = {f: i for i, f in flat.items()}
+        return {part: [flat[i] for i in part_ids] for part, part_ids in ids.items()}
+
+    def path(self, id_: str, folder: str) -> Path:
+        """The dataset's image (``folder`` images) or mask file of the flat id ``id_``."""
+        src = self._source.get(id_, id_)
+        return self.ds.image_path(src) if folder == "images" else self.ds.mask_path(src)
+
+    def _ids(self) -> dict[str, list[str]]:
         ids = {part: self.ds.ids(part) for part in ("train", "test")}
         for part, part_ids in ids.items():
             for id_ in part_ids:
                 bad = id_problem(id_)
                 if bad:
-                    raise ExportError(f"{self.ds.split_file(part)}: id {id_!r} is {bad}")
+                    raise ExportError(f"{self.ds.split_file(part)}: id {id_!r}: {bad}")
         both = sorted(set(ids["train"]) & set(ids["test"]))
         if both:
             raise ExportError(f"{self.ds.split_file('train')}: id {both[0]!r} is also in the test list (test leakage)")
@@ -73,18 +83,18 @@ class Exporter:
             self.copied += 1
 
     def image(self, id_: str, dst: Path) -> None:
-        self.place(self.ds.image_path(id_), dst)
+        self.place(self.path(id_, "images"), dst)
 
     def mask_array(self, id_: str) -> np.ndarray:
         """The (H, W) mask of ``id_``."""
         if id_ not in self._masks:  # keep the last mask only: exports read one id at a time
             self._masks.clear()
-            self._masks[id_] = self.ds.read_mask(id_)
+            self._masks[id_] = imageio.read_mask(self.path(id_, "masks"))
         return self._masks[id_]
 
     def mask(self, id_: str, dst: Path) -> None:
         """Link a 0/255 gray PNG mask; write any other mask as one (targets: > 0)."""
-        src = self.ds.mask_path(id_)
+        src = self.path(id_, "masks")
         data = imageio.read_bytes(src)
         mask = self.mask_array(id_)
         with Image.open(io.BytesIO(data)) as im:
@@ -101,7 +111,7 @@ class Exporter:
 
     def size(self, id_: str) -> tuple[int, int, int]:
         """(width, height, channels) of the image, from its header."""
-        with Image.open(self.ds.image_path(id_)) as im:
+        with Image.open(self.path(id_, "images")) as im:
             channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
             return im.width, im.height, channels
 
@@ -315,7 +325,7 @@ def export_record(ex: Exporter, fmt: str, name: str, extra: dict) -> dict:
 def check_name(name: str) -> str:
     """A dataset name used in folder and file names (BasicIRSTD's ``<name>``)."""
     bad = id_problem(name)
-    if bad or name.startswith("."):
+    if bad or name.startswith(".") or "/" in name:
         raise ExportError(f"--name {name!r}: not a plain folder name")
     return name
 

@@ -12,28 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sirst_synth.errors import SirstSynthError
+from sirst_synth.errors import ImportProblems
 from sirst_synth.interop.ids import id_problem
 from sirst_synth.store.dataset import read_id_list
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 #: the split folder name for releases that ship one unnamed split (irstd-1k, folders)
 DEFAULT_SPLIT_NAME = "released"
-
-
-class ImportProblems(SirstSynthError):
-    """Problems found in a release; each line names the file or id. Nothing has been written."""
-
-    def __init__(self, lines: list[str], hint: str = "nothing was written"):
-        self.lines = lines
-        self.hint = hint
-        one = lines[0] + ("" if hint == "nothing was written" else f"; {hint}")
-        super().__init__(one if len(lines) == 1 else f"{len(lines)} problems in the release; {hint}")
-
-    def shown(self, limit: int = 10) -> list[str]:
-        """The first ``limit`` lines, then how many more there are."""
-        more = [f"... and {len(self.lines) - limit} more"] if len(self.lines) > limit else []
-        return self.lines[:limit] + more
 
 
 @dataclass(frozen=True)

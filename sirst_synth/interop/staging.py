@@ -11,11 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sirst_synth.errors import SirstSynthError
-
-
-class OutputError(SirstSynthError):
-    """An output folder the command refuses."""
+from sirst_synth.errors import OutputError
 
 
 def _inside(path: Path, folder: Path) -> bool:

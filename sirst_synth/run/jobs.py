@@ -76,7 +76,7 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
     """Copy image and mask bytes unchanged; return the row with their hashes (a list of one)."""
     image = imageio.read_bytes(place.src.image_path(job.id))
     mask = imageio.read_bytes(place.src.mask_path(job.id))
-    return [_write_pair(place.out, job.id, image, mask, job.row)]
+    return [_write_pair(place.out, job.row.get("id") or job.id, image, mask, job.row)]  # the row's id: flat
 
 
 def run_unit(job: UnitJob, place: Place) -> list[Row]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,17 @@ from typing import Any
 from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.run.journal import check_same_run, read_run, remove_state, remove_temp_files, write_run
 from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import INFO_NAME, MANIFEST_NAME, PIXEL_FOLDERS, STATE_NAME, state_dir, temp_path
+from sirst_synth.store.layout import (
+    INFO_NAME,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    PIXEL_FOLDERS,
+    RUN_LOG_NAME,
+    STATE_NAME,
+    image_name,
+    state_dir,
+    temp_path,
+)
 from sirst_synth.store.manifest import COLUMNS, Row
 from sirst_synth.store.record import read_record, record_path, record_text
 
@@ -39,7 +49,7 @@ def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> Non
         raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):  # the lock: see run/lock.py
         if resume:
             if not state_dir(out).is_dir() and not (out / INFO_NAME).is_file():
                 raise ResumeError(f"{out}: not a build of this tool (no {state_dir(out).name}/ or {INFO_NAME}); "
@@ -105,7 +115,7 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             remove_temp_files(out)
             _make_pixel_folders(out)
             return RunMode.RESUMED
-    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, STATE_NAME):
+    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME, STATE_NAME):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -138,14 +148,17 @@ class _AtomicText:
         self.tmp.unlink(missing_ok=True)
 
 
-def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict) -> dict[str, int]:
+def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
+                  norm: Callable[[list[str]], dict[str, Any]] | None = None) -> dict[str, int]:
     """Stream ``rows`` (in order) into the split lists and the manifest, then write
-    ``sirst-synth.json`` with the counts, then drop the build state. Return the counts."""
+    ``sirst-synth.json`` with ``norm(train ids)`` (``img_norm_cfg``) and the counts, then drop the
+    build state. Return the counts."""
     make_folder(out / split)
     files = [_AtomicText(out / split / "train.txt"), _AtomicText(out / split / "test.txt"),
              _AtomicText(out / MANIFEST_NAME)]
     lists = {"train": files[0].fh, "test": files[1].fh}
     counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
+    train_ids: list[str] = []
     try:
         manifest = csv.writer(files[2].fh, lineterminator="\n")
         manifest.writerow(COLUMNS)
@@ -153,15 +166,37 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict) -> dic
             lists[row["split"]].write(row["id"] + "\n")
             manifest.writerow([row[c] for c in COLUMNS])
             _count(counts, row)
+            if row["split"] == "train":
+                train_ids.append(row["id"])
         for f in files:
             f.commit()
     except BaseException:
         for f in files:
             f.abort()
         raise
+    if norm is not None:
+        info = {**info, "img_norm_cfg": norm(train_ids)}
     write_atomic(record_path(out), record_text({**info, "counts": counts}).encode("utf-8"))
     remove_state(out)
     return counts
+
+
+def _image_sums(ids: list[str], root: str) -> list[tuple[int, float, float]]:
+    from sirst_synth.store.fingerprint import gray_sums
+    from sirst_synth.store.imageio import read_image, to_gray
+
+    return [gray_sums(to_gray(read_image(Path(root) / image_name(id_)))) for id_ in ids]
+
+
+def train_norm(out: Path, ids: list[str], n_jobs: int, batch: int = 64) -> dict[str, Any]:
+    """``img_norm_cfg`` (mean and std of every gray pixel) of the images ``ids`` written in ``out``,
+    read in workers; pooled in id order, so it does not depend on ``n_jobs``."""
+    from sirst_synth.run.parallel import run_jobs
+    from sirst_synth.store.fingerprint import norm_from_sums
+
+    batches = [ids[i:i + batch] for i in range(0, len(ids), batch)]
+    sums = [s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", False, str(out)) for s in found]
+    return {"part": "train", **norm_from_sums(sums)}
 
 
 def _count(counts: dict[str, int], row: Row) -> None:

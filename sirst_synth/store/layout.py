@@ -6,15 +6,20 @@
     ROOT/manifest.csv               provenance, one row per image (built datasets)
     ROOT/sirst-synth.json           the build record, written last (the completion mark)
     ROOT/.sirst-synth-partial/      the state of an unfinished build
+    ROOT/.sirst-synth-lock          held while a command writes ROOT (pid and command inside)
+    ROOT/.sirst-synth-runs.jsonl    the run log: one line per run (mode, seconds), not in the record
     .<name>.<pid>.tmp               a file being written, renamed into place when complete
 
-Plain constants and path arithmetic, no third-party import: ``verify`` and the CLI import it cheaply.
+Plain constants, path arithmetic and the id rule, no third-party import: ``verify`` and the CLI import it cheaply.
 """
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
+
+from sirst_synth.errors import IdError
 
 IMAGES = "images"
 MASKS = "masks"
@@ -33,8 +38,15 @@ KINDS = ("original", "displaced", "negative")
 #: prefix of the hidden entries an unfinished build leaves
 STATE_PREFIX = ".sirst-synth"
 STATE_NAME = STATE_PREFIX + "-partial"
+#: the lock a writing command holds inside its output folder (beside a file output: see lock_path)
+LOCK_NAME = STATE_PREFIX + "-lock"
+#: the run log: what differs between identical runs (seconds, resumed), kept out of INFO_NAME
+RUN_LOG_NAME = STATE_PREFIX + "-runs.jsonl"
 
 _TEMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+#: joins the folder parts of an id in its flat name (:func:`flat_name`)
+SEPARATOR = "__"
 
 
 def image_name(id_: str) -> str:
@@ -50,6 +62,12 @@ def mask_name(id_: str) -> str:
 def state_dir(out: Path) -> Path:
     """The hidden folder holding an unfinished build's state."""
     return out / STATE_NAME
+
+
+def lock_path(out: Path, inside: bool) -> Path:
+    """The lock of the output ``out``: ``OUT/.sirst-synth-lock`` inside a folder output, else
+    ``.<name>.sirst-synth-lock`` beside it (a file, or a folder replaced whole by a rename)."""
+    return out / LOCK_NAME if inside else out.parent / f".{out.name}{LOCK_NAME}"
 
 
 def temp_path(path: Path) -> Path:
@@ -68,7 +86,41 @@ def temp_files(folder: Path, name: str = "*") -> list[Path]:
 
 
 def id_problem(id_: str) -> str | None:
-    """Why ``id_`` cannot name a file inside images/ and masks/, or None when it can."""
-    if not id_ or id_ in (".", "..") or any(c in id_ for c in "/\\\0"):
-        return "not a plain file name"
+    """Why ``id_`` would leave the dataset or cannot name a file, or None when it is safe: the one
+    rule for ids, in every command.
+
+    Accepted: one or more non-empty parts joined by ``/`` (IRDST, NUDT-SIRST-Sea: ``44/1(814)``
+    names ``images/44/1(814).png``), none of them ``.`` or ``..``. Refused: an absolute path, a
+    drive letter, a backslash, a NUL or other control character.
+    """
+    if not id_:
+        return "empty id"
+    if any(ord(c) < 32 or c == "\x7f" for c in id_):
+        return "contains a control character (NUL, tab, ...)"
+    if "\\" in id_:
+        return "contains a backslash; folder parts are separated by /"
+    if id_.startswith("/") or _DRIVE.match(id_):
+        return "is an absolute path; ids name files inside the dataset"
+    if any(p in ("", ".", "..") for p in id_.split("/")):
+        return "has an empty, '.' or '..' folder part (ids must stay inside the dataset)"
     return None
+
+
+def flat_name(id_: str) -> str:
+    """The flat id (and file name, less ``.png``) of a safe id: its folder parts joined by ``__``.
+    Outputs (builds, imports) keep their images flat under this id; the manifest's ``source_id``
+    keeps the original."""
+    return SEPARATOR.join(id_.split("/"))
+
+
+def flat_names(ids: Iterable[str]) -> dict[str, str]:
+    """id -> flat name for every id; raise :class:`IdError` when two ids get the same name."""
+    seen: dict[str, str] = {}
+    out = {}
+    for id_ in ids:
+        flat = flat_name(id_)
+        if flat in seen and seen[flat] != id_:
+            raise IdError(f"ids {seen[flat]!r} and {id_!r} both map to the file name {flat!r}.png; rename one of them")
+        seen[flat] = id_
+        out[id_] = flat
+    return out

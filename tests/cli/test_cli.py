@@ -43,16 +43,19 @@ def test_stage_commands_chain_into_a_dataset(demo, tmp_path):
     assert tree_digest(demo) == before
 
 
+RUN_LOG = ".sirst-synth-runs.jsonl"  #: the one file that differs between identical runs
+
+
 def test_build_is_identical_for_any_worker_count_and_rerun(demo, tmp_path):
     outs = []
     for name, jobs in (("a", "1"), ("b", "2"), ("c", "2")):
         out = tmp_path / name
         run_cli("build", "--src", demo, "--total", "150", "-o", out, "-j", jobs)
         outs.append(out)
-    ref = {p.relative_to(outs[0]): p.read_bytes() for p in outs[0].rglob("*.*") if p.name != "sirst-synth.json"}
-    assert len(ref) == 2 * 170 + 3
+    ref = {p.relative_to(outs[0]): p.read_bytes() for p in outs[0].rglob("*.*") if p.name != RUN_LOG}
+    assert len(ref) == 2 * 170 + 4  # images, masks, two lists, manifest.csv and sirst-synth.json
     for out in outs[1:]:
-        got = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.*") if p.name != "sirst-synth.json"}
+        got = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.*") if p.name != RUN_LOG}
         assert got == ref
 
 

@@ -106,3 +106,19 @@ def test_split_options_and_problems(demo, tmp_path):
 
 def test_worker_count_does_not_change_the_report(demo):
     assert _info(demo, "-j", "1") == _info(demo, "-j", "2")
+
+
+def test_fingerprint_names_the_known_nudt_split(nudt):
+    res = run_cli("info", nudt, "--fingerprint")
+    assert res.output == (f"07397e9088512bc28ff0d2c14115e97ed0f009eafa043b7c483229763f02f66b  {nudt} split 50_50 "
+                          "(663 train / 664 test): NUDT-SIRST 50_50 (663 train / 664 test)\n")
+    data = json.loads(run_cli("info", nudt, "--fingerprint", "--json").output)
+    assert data["known"] == "NUDT-SIRST 50_50 (663 train / 664 test)" and data["train"] == 663
+
+
+def test_fingerprint_of_an_unknown_split_names_none(demo):
+    from sirst_synth.store.dataset import Dataset
+    from sirst_synth.store.fingerprint import split_fingerprint
+
+    line = run_cli("info", demo, "--fingerprint").output
+    assert line == f"{split_fingerprint(Dataset(demo))}  {demo} split 50_50 (20 train / 20 test)\n"

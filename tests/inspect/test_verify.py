@@ -90,14 +90,18 @@ def test_deleted_image_fails_naming_it(copy):
     assert len(failing(copy, "images/demo_0001.png")) == 1
 
 
-def test_stray_file_fails_naming_it(copy):
-    for rel in ("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin"):
+def test_stray_file_in_the_tools_folders_fails_naming_it(copy):
+    """A file in images/, masks/ or the split folder is the tool's misplaced file: a failure.
+    Files elsewhere are foreign (a trainer's): listed, one line per top-level entry."""
+    for rel in ("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin", "sub/y.bin"):
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         (copy / rel).write_bytes(b"x")
     lines = verify(copy, expect=1)
     assert lines[:-1] == [f"{copy / rel}: stray file (not listed in manifest.csv)"
-                          for rel in sorted(("images/extra.png", "notes.txt", "50_50/val.txt", "sub/deep/x.bin"))]
-    assert lines[-1] == f"verify: {copy}: 4 problems"
+                          for rel in sorted(("images/extra.png", "50_50/val.txt"))] + [
+        f"{copy}/notes.txt: foreign file (not written by sirst-synth)",
+        f"{copy}/sub/: foreign folder (2 files not written by sirst-synth)"]
+    assert lines[-1] == f"verify: {copy}: 2 problems; 2 foreign entries (not checked; --strict fails on them)"
 
 
 def test_interrupted_build_leftovers_are_named(copy):
@@ -216,3 +220,26 @@ def test_verify_never_imports_torch(built):
             "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_trainers_files_are_foreign_and_fail_only_with_strict(copy):
+    """DNANet writes value_result/ inside the dataset: listed as foreign, one line for the folder."""
+    for rel in ("value_result/NUDT_best_IoU.log", "value_result/PD_FA_best.log", "mIoU.txt"):
+        (copy / rel).parent.mkdir(exist_ok=True)
+        (copy / rel).write_text("0.5\n")
+    foreign = [f"{copy}/mIoU.txt: foreign file (not written by sirst-synth)",
+               f"{copy}/value_result/: foreign folder (2 files not written by sirst-synth)"]
+    lines = verify(copy, expect=0)
+    assert lines == foreign + [f"verify: {copy} intact: 170 images, 340 files, hashes equal; 2 foreign entries "
+                               "(not checked; --strict fails on them)"]
+    lines = verify(copy, "--strict", expect=1)
+    assert lines[:-1] == foreign and "2 foreign entries (a failure with --strict)" in lines[-1]
+    assert verify_dataset(copy) == [] and verify_dataset(copy, strict=True) == foreign
+
+
+def test_run_log_is_the_tools_and_a_lock_is_named(copy):
+    assert (copy / ".sirst-synth-runs.jsonl").is_file()
+    (copy / ".sirst-synth-lock").write_text("{}")
+    assert failing(copy, ".sirst-synth-lock") == [
+        f"{copy}/.sirst-synth-lock: the lock of a command writing this folder, or left by one killed; "
+        "wait for it, or run build --resume"]

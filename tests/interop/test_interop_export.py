@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sirst_synth.interop.fingerprint import img_norm_cfg, split_fingerprint
 from sirst_synth.run.scan import scan
+from sirst_synth.store.fingerprint import img_norm_cfg, split_fingerprint
 from sirst_synth.store.reader import open_dataset
 
 from conftest import run_cli, tree_digest
@@ -270,7 +270,7 @@ def test_export_refuses_bad_outputs(demo, tmp_path):
 
 
 def test_known_benchmark_fingerprints():
-    from sirst_synth.interop.fingerprint import fingerprint_line, per_image_norm_cfg
+    from sirst_synth.store.fingerprint import fingerprint_line, per_image_norm_cfg
 
     from conftest import NUDT, SIRST, need
 

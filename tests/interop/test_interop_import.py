@@ -313,7 +313,7 @@ def test_sirst_release_import_equals_the_converted_sirst(tmp_path):
         assert (out / "images" / name).read_bytes() == (converted / "images" / name).read_bytes()
         assert np.array_equal(read(out / "masks" / name), read(converted / "masks" / name))
     assert ids(out, "idx_320", "train")  # the older split comes along
-    from sirst_synth.interop.fingerprint import split_fingerprint
+    from sirst_synth.store.fingerprint import split_fingerprint
     assert split_fingerprint(open_dataset(out, "idx_427")) == split_fingerprint(open_dataset(converted, "idx_427"))
 
 

@@ -81,10 +81,17 @@ def leaked_id(src: Path) -> str:
     return f"'{test[0]}': also listed in the test split (test leakage)"
 
 
+#: why each unsafe id is refused (store/layout.py id_problem, the one rule)
+UNSAFE = {"../x": "has an empty, '.' or '..' folder part (ids must stay inside the dataset)",
+          "a\\b": "contains a backslash; folder parts are separated by /",
+          "/etc/passwd": "is an absolute path; ids name files inside the dataset",
+          "nul\0byte": "contains a control character (NUL, tab, ...)"}
+
+
 def traversal(name: str) -> Callable[[Path], str]:
     def edit(src: Path) -> str:
         _write_list(src, "train", _train(src) + [name])
-        return f"{name!r}: not a plain file name"
+        return f"{name!r}: {UNSAFE[name]}"
     edit.__name__ = f"traversal({name!r})"
     return edit
 
@@ -137,7 +144,7 @@ def missing_split(src: Path) -> str:
 
 DEFECTS = [
     missing_split, empty_train, duplicate_id, leaked_id,
-    traversal("../x"), traversal("a/b"), traversal("/etc/passwd"), traversal("nul\0byte"),
+    traversal("../x"), traversal("a\\b"), traversal("/etc/passwd"), traversal("nul\0byte"),
     missing("images"), missing("masks"), undecodable_image, truncated_image, size_mismatch, sixteen_bit, float_image,
 ]
 

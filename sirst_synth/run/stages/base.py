@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sirst_synth.errors import PlanError, SourceProblems
+from sirst_synth import __version__
+from sirst_synth.errors import PlanError, SirstSynthError, SourceProblems
 from sirst_synth.run.jobs import CopyJob, Place, run_copy
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output
+from sirst_synth.run.lock import check_not_running, command_line, locked_folder
+from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output, train_norm
 from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import PARTS, state_dir
+from sirst_synth.store.layout import PARTS, flat_name, flat_names, state_dir
 from sirst_synth.store.manifest import Row, original_row
+from sirst_synth.store.record import append_run
 
 log = logging.getLogger("sirst_synth")
 
@@ -87,13 +90,21 @@ class DatasetStage(Stage):
     """
 
     def run(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``completed``: the record of a finished copy kept elsewhere (see :mod:`.build_h5`)."""
+        """``completed``: the record of a finished copy kept elsewhere (see :mod:`.build_h5`).
+
+        Holds the output's lock (:mod:`sirst_synth.run.lock`) from before the source is read to the end."""
         start = time.perf_counter()
         ds = dataclasses.replace(ds, root=ds.root.resolve())  # workers elsewhere (a cluster) reach it by path
         self.params.validate()
-        check_output(out, ds.root, opts.force, opts.resume)
+        check_unlocked_output(out, ds.root, opts)
+        with locked_folder(out):
+            return self._run_locked(ds, out, opts, completed, start)
+
+    def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None,
+                    start: float) -> dict[str, Any]:
         try:
             sources = self.prepare(ds, opts)
+            flat_names(sorted(sources.ids()))  # two ids with one flat name: refused before writing
             record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
                       "fingerprint": sources.result.fingerprint()}
             how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
@@ -105,7 +116,7 @@ class DatasetStage(Stage):
         place = Place(ds, out.resolve(), bank)
         copies = run_copies(copy_jobs(ds, sources.result), place, opts)
         rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
-        return finish(out, ds, sources, rows, record, self.extra_info(), start, how)
+        return finish(out, ds, sources, rows, record, self.extra_info(), start, how, opts.n_jobs)
 
     #: the stage's parameters (a dataclass of :mod:`sirst_synth.plan.params`)
     params: Any
@@ -134,18 +145,29 @@ class DatasetStage(Stage):
         return {}
 
 
+def check_unlocked_output(out: Path, src: Path, opts: RunOptions) -> None:
+    """:func:`check_output`, refusing first an output a running command holds (naming it)."""
+    check_not_running(out)
+    try:
+        check_output(out, src, opts.force, opts.resume)
+    except SirstSynthError:
+        check_not_running(out)  # it may have started since: name it rather than its files
+        raise
+
+
 def scan_sources(ds: Dataset, opts: RunOptions) -> Sources:
     """Check every id of both parts (no noise sampling)."""
     return check_sources(scan(ds, PARTS, opts.n_jobs, opts.progress), opts)
 
 
 def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
-    """Copy jobs for every valid id, keeping the source's manifest rows when it has them."""
+    """Copy jobs for every valid id, keeping the source's manifest rows when it has them. An id with
+    folder parts is copied under its flat name (:func:`flat_name`), ``source_id`` keeping it."""
     manifest = ds.manifest() or {}
     jobs = []
     for part in PARTS:
         for rec in result.records.get(part, []):
-            row = manifest.get(rec.id) or original_row(rec.id, part)
+            row = manifest.get(rec.id) or {**original_row(flat_name(rec.id), part), "source_id": rec.id}
             jobs.append(CopyJob(rec.id, {**row, "split": part}))
     return jobs
 
@@ -187,9 +209,14 @@ def already_complete(out: Path, info: dict[str, Any] | None = None) -> dict[str,
 
 
 def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],
-           extra: dict[str, Any], start: float, how: RunMode) -> dict[str, Any]:
-    seconds = round(time.perf_counter() - start, 3)
+           extra: dict[str, Any], start: float, how: RunMode, n_jobs: int = 1) -> dict[str, Any]:
+    """Write the closing files (``sirst-synth.json`` holds nothing that differs between identical
+    runs), then append this run's mode and seconds to the run log."""
     info = {"command": record["command"], "parameters": record["parameters"], **extra,
-            "source": source_info(ds, sources), "resumed": how is RunMode.RESUMED, "elapsed_seconds": seconds}
-    counts = finish_output(out, ds.split, rows, info)
+            "source": source_info(ds, sources)}
+    counts = finish_output(out, ds.split, rows, info, lambda ids: train_norm(out, ids, n_jobs))
+    seconds = round(time.perf_counter() - start, 3)
+    append_run(out, {"command": record["command"], "mode": how.value, "seconds": seconds,
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
+                     "argv": command_line()})
     return {"out": str(out), **counts, "skipped": len(sources.skipped), "seconds": seconds, "resumed": how.value}

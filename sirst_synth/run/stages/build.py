@@ -24,7 +24,7 @@ from sirst_synth.run.stages.displace import unit_key
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import PARTS, state_dir
+from sirst_synth.store.layout import PARTS, flat_name, state_dir
 from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
@@ -69,7 +69,8 @@ class Build(DatasetStage):
         rounds = -(-(self.params.total - len(train)) // len(train))
         with NoiseBank(self._scanned_bank) as bank:
             NoiseDrawer(bank.source_id, self.params.seed).check_capacity([r.id for r in train], rounds)
-        refuse_clashes(build_id_clashes(sources.ids(), {r.id: r.targets for r in train}, rounds))
+        refuse_clashes(build_id_clashes({flat_name(i) for i in sources.ids()},
+                                        {flat_name(r.id): r.targets for r in train}, rounds))
 
     def place_bank(self, out: Path) -> str | None:
         bank_path = state_dir(out).resolve() / "noise.h5"
@@ -109,7 +110,7 @@ class Build(DatasetStage):
                 idx = drawer.draw(id_, round_)
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
                 row = new_row(split="train", source_id=id_, round=round_)
-                jobs.append(UnitJob(id_, displaced_id(id_, round_), row, draw, p.alpha, p.fit, p.s))
+                jobs.append(UnitJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit, p.s))
             for unit_rows in run_recorded(run_unit, jobs, [unit_key(j) for j in jobs], journal, opts.n_jobs,
                                           "building", opts.progress, place):
                 room = needed - made

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sirst_synth.errors import ResumeError
 from sirst_synth.plan.params import BuildParams
+from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode, check_output_file
 from sirst_synth.run.stages.base import RunOptions, Stage
 from sirst_synth.run.stages.build import Build
@@ -29,6 +30,12 @@ class BuildH5(Stage):
     params: BuildParams = field(default_factory=BuildParams)
 
     def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
+        """Hold the lock beside ``out`` (``.OUT.sirst-synth-lock``) through the build and the pack."""
+        check_not_running(out)
+        with locked_beside(out):
+            return self._run_locked(ds, out, opts)
+
+    def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
         from sirst_synth.store.h5store import H5Dataset, pack_dataset
 
         staging = out.with_name(out.name + ".building")

@@ -14,7 +14,7 @@ from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, run_unit
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied, scan_sources
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import state_dir
+from sirst_synth.store.layout import flat_name, state_dir
 from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
@@ -52,14 +52,15 @@ class Displace(DatasetStage):
             bank_sources, grid, self._bank_info = bank.source_id, bank.grid, bank.describe()
         sources = scan_sources(ds, opts)
         manifest = ds.manifest() or {}
-        check_new_ids(sources.ids(), (displaced_id(r.id, k) for r in sources.train for k in range(p.rounds)))
+        check_new_ids({flat_name(i) for i in sources.ids()},
+                      (displaced_id(flat_name(r.id), k) for r in sources.train for k in range(p.rounds)))
         drawer = NoiseDrawer(bank_sources, p.seed)
         for r in range(p.rounds):
             for rec in sources.train:
                 row = inherited(manifest.get(rec.id), rec.id, r)
                 idx = drawer.draw(rec.id, r, row["source_id"])
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
-                self._units.append(UnitJob(rec.id, displaced_id(rec.id, r), row, draw, p.alpha, p.fit))
+                self._units.append(UnitJob(rec.id, displaced_id(flat_name(rec.id), r), row, draw, p.alpha, p.fit))
         return sources
 
     def record_params(self) -> dict[str, Any]:

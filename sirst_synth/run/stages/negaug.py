@@ -16,7 +16,7 @@ from sirst_synth.run.scan import SourceRecord
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, copied, scan_sources
 from sirst_synth.run.stages.displace import inherited, unit_key
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import state_dir
+from sirst_synth.store.layout import flat_name, state_dir
 from sirst_synth.store.manifest import Row
 
 
@@ -45,9 +45,10 @@ class Negaug(DatasetStage):
         for rec in sources.train:
             row = manifest.get(rec.id)
             if ((row or {}).get("kind") or "original") in self.params.kinds:
-                self._units.append(UnitJob(rec.id, rec.id, inherited(row, rec.id), s=self.params.s))
+                self._units.append(UnitJob(rec.id, flat_name(rec.id), inherited(row, rec.id), s=self.params.s))
         targets = {r.id: r.targets for r in sources.train}
-        check_new_ids(sources.ids(), (i for u in self._units for i in negative_ids(u.input_id, targets[u.input_id])))
+        check_new_ids({flat_name(i) for i in sources.ids()},
+                      (i for u in self._units for i in negative_ids(u.out_id, targets[u.input_id])))
         return sources
 
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
@@ -57,4 +58,4 @@ class Negaug(DatasetStage):
                         run_recorded(run_unit, self._units, [unit_key(u) for u in self._units], journal,
                                      opts.n_jobs, "negatives", opts.progress, place)))
         train = {row["id"]: row for row in copied(copies, "train")}
-        return [r for rec in sources.train for r in (train[rec.id], *negs.get(rec.id, []))]
+        return [r for rec in sources.train for r in (train[flat_name(rec.id)], *negs.get(rec.id, []))]

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from sirst_synth.errors import PlanError
 from sirst_synth.plan.params import NoiseParams
+from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import check_output_file, make_folder
 from sirst_synth.run.scan import check_grid, scan
 from sirst_synth.run.stages.base import RunOptions, Sources, Stage, check_sources
@@ -49,13 +50,15 @@ class SampleNoise(Stage):
     def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
         start = time.perf_counter()
         self.params.validate()
+        check_not_running(out)
         check_output_file(out, ds.root, opts.force)
         attrs = {"split": ds.split, "source": str(ds.root.resolve())}
         new_folder = next((p for p in [out.parent, *out.parent.parents] if p.parent.exists()), None)
         new_folder = new_folder if new_folder is not None and not new_folder.exists() else None
         make_folder(out.parent)
         try:
-            sources, writer = check_and_sample(ds, ("train",), out, attrs, self.params, opts)
+            with locked_beside(out):
+                sources, writer = check_and_sample(ds, ("train",), out, attrs, self.params, opts)
         except BaseException:
             if new_folder is not None:
                 shutil.rmtree(new_folder, ignore_errors=True)  # created above, and left empty by the writer

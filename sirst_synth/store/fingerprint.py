@@ -1,4 +1,4 @@
-"""One hash per benchmark split, and the image statistics trainers normalise with.
+"""One hash per benchmark split, and the image statistics trainers normalise with (``img_norm_cfg``).
 
 :func:`split_fingerprint` uses the definition of :meth:`sirst_synth.run.scan.ScanResult.fingerprint`
 (the ``source.fingerprint`` a build records): SHA-256 over the lines
@@ -9,6 +9,7 @@ disk, so it equals the build's value whenever the build skipped no id.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,25 @@ def split_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
+ImageSums = tuple[int, float, float]  #: pixels, sum and sum of squares of one gray image
+
+
+def gray_sums(gray: np.ndarray) -> ImageSums:
+    """Pixels, sum and sum of squares (float64) of one gray image."""
+    g = gray.astype(np.float64)
+    return int(g.size), float(g.sum()), float(np.square(g).sum())
+
+
+def norm_from_sums(sums: list[ImageSums]) -> dict[str, float | int]:
+    """``img_norm_cfg`` from per-image sums, pooled in list order (so equal inputs give equal bits)."""
+    pixels = sum(s[0] for s in sums)
+    if pixels == 0:
+        return {"mean": 0.0, "std": 0.0, "images": 0, "pixels": 0}
+    mean = math.fsum(s[1] for s in sums) / pixels
+    std = math.sqrt(max(math.fsum(s[2] for s in sums) / pixels - mean * mean, 0.0))
+    return {"mean": round(mean, 6), "std": round(std, 6), "images": len(sums), "pixels": pixels}
+
+
 def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
     """Mean and std of every pixel of the gray images of ``part`` (0..255 scale), pooled over images.
 
@@ -47,19 +67,7 @@ def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
     (``get_img_norm_cfg`` for a name it does not know) differs: it averages per-image means and
     per-image stds over train + test.
     """
-    total = total_sq = 0.0
-    pixels = 0
-    ids = ds.ids(part)
-    for id_ in ids:
-        gray = ds.read_gray(id_).astype(np.float64)
-        total += float(gray.sum())
-        total_sq += float(np.square(gray).sum())
-        pixels += gray.size
-    if pixels == 0:
-        return {"mean": 0.0, "std": 0.0, "images": 0, "pixels": 0}
-    mean = total / pixels
-    std = float(np.sqrt(max(total_sq / pixels - mean * mean, 0.0)))
-    return {"mean": round(mean, 6), "std": round(std, 6), "images": len(ids), "pixels": pixels}
+    return norm_from_sums([gray_sums(ds.read_gray(id_)) for id_ in ds.ids(part)])
 
 
 def per_image_norm_cfg(ds: Dataset, parts: tuple[str, ...] = ("train", "test")) -> dict[str, float | int]:

@@ -1,0 +1,92 @@
+"""``build --layout FORMAT``: the build written in another trainer's layout, equal to exporting a
+plain build, with its record on top; a killed build resumes to the same files."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+RUN_LOG = ".sirst-synth-runs.jsonl"
+BUILD = ("--total", "300", "-j", "1")
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file by relative path, less the run log and the export record (it names its source folder)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in (RUN_LOG, "sirst-synth-export.json")}
+
+
+@pytest.fixture(scope="module")
+def plain(demo: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("layout") / "plain"
+    run_cli("build", "--src", demo, *BUILD, "-o", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def basic(demo: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("layout") / "SIRST-5K"
+    run_cli("build", "--src", demo, *BUILD, "-o", out, "--layout", "basicirstd")
+    return out
+
+
+def test_layout_equals_the_export_of_a_plain_build_with_its_record_on_top(plain, basic, tmp_path):
+    exported = tmp_path / "SIRST-5K"
+    run_cli("export", plain, "--to", "basicirstd", "-o", exported, "--name", "SIRST-5K")
+    got = files(basic)
+    for name in ("sirst-synth.json", "manifest.csv"):
+        assert got.pop(name) == (plain / name).read_bytes()
+    assert got == files(exported)
+    assert (basic / "SIRST-5K" / "img_idx" / "train_SIRST-5K.txt").is_file()
+    assert sorted(p.name for p in basic.parent.iterdir()) == ["SIRST-5K"]  # no staging folder, no lock left
+
+
+def test_killed_layout_build_resumes_to_the_same_files(demo, basic, tmp_path):
+    out = tmp_path / "SIRST-5K"
+    proc = subprocess.Popen([sys.executable, "-m", "sirst_synth", "-q", "build", "--src", str(demo), *BUILD,
+                             "-o", str(out), "--layout", "basicirstd"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    units = tmp_path / "SIRST-5K.building" / ".sirst-synth-partial" / "units.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while not units.is_file() or units.read_bytes().count(b"\n") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "kill point not reached"
+            time.sleep(0.005)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not out.exists()
+    res = run_cli("build", "--src", demo, *BUILD, "-o", out, "--layout", "basicirstd", expect=1)
+    assert "use --resume to finish it" in res.output
+    res = run_cli("build", "--src", demo, *BUILD, "-o", out, "--layout", "basicirstd", "--resume")
+    assert "(resumed)" in res.output
+    assert files(out) == files(basic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SIRST-5K"]
+
+
+def test_resume_of_a_finished_layout_checks_layout_and_parameters(demo, basic):
+    before = files(basic)
+    assert "(already complete)" in run_cli("build", "--src", demo, *BUILD, "-o", basic, "--layout", "basicirstd",
+                                           "--resume").output
+    res = run_cli("build", "--src", demo, *BUILD, "-o", basic, "--layout", "mshnet", "--resume", expect=1)
+    assert res.output == (f"error: {basic}: --resume needs the layout it was built with: basicirstd, now mshnet; "
+                          "pass the same --layout or use --force to start again\n")
+    res = run_cli("build", "--src", demo, "--total", "301", "-j", "1", "-o", basic, "--layout", "basicirstd",
+                  "--resume", expect=1)
+    assert "total was 300, now 301" in res.output
+    assert files(basic) == before
+
+
+def test_layout_and_h5_exclude_each_other(demo, tmp_path):
+    res = run_cli("build", "--src", demo, "-o", tmp_path / "x.h5", "--format", "h5", "--layout", "mshnet", expect=1)
+    assert res.output == "error: --layout mshnet writes a folder; --format h5 writes one file: choose one\n"
+    assert list(tmp_path.iterdir()) == []
