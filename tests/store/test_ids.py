@@ -12,7 +12,7 @@ import pytest
 from sirst_synth.store.layout import flat_name, id_problem
 
 from conftest import run_cli
-from helpers import ids, manifest
+from support import ids, manifest
 
 
 @pytest.fixture(scope="module")
