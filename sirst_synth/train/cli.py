@@ -10,8 +10,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-#: ``--smoke``: a tiny model on small crops for one epoch, seconds on a CPU.
-SMOKE_PRESET = {"width": 8, "crop": 64, "epochs": 1, "batch_size": 4}
+#: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
+SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 POSITIVE = click.IntRange(min=1)
 SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
@@ -33,39 +33,60 @@ def _user_errors() -> tuple[type[Exception], ...]:
               help="Train list file name in the split folder (SIRST: trainval.txt).")
 @click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
 @click.option("--eval-data", type=click.Path(),
-              help="Dataset whose test split scores each epoch [default: the --data test split].")
-@click.option("--epochs", default=1500, show_default=True, type=POSITIVE)
-@click.option("--batch-size", default=256, show_default=True, type=POSITIVE)
+              help="Dataset whose test split scores the model [default: the --data test split].")
+@click.option("--steps", type=POSITIVE,
+              help="Optimiser steps of the run [default: --epochs x --steps-per-epoch].")
+@click.option("--epochs", default=1500, show_default=True, type=POSITIVE,
+              help="Passes, when --steps is not given: the run is epochs x steps-per-epoch steps.")
+@click.option("--steps-per-epoch", type=POSITIVE,
+              help="Steps per epoch [default: one pass, ceil(train images / batch size)].")
+@click.option("--batch-size", default=256, show_default=True, type=POSITIVE,
+              help="Images per optimiser step (every batch is full; groups enter whole).")
 @click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Adagrad learning rate.")
+              help="Adagrad learning rate (cosine-annealed over the steps to 1e-5).")
+@click.option("--iou", type=click.Choice(["batch", "sample"]), default="batch", show_default=True,
+              help="Soft-IoU pooled over the batch (DNANet, BasicIRSTD) or per image (Eq. 8 read per sample).")
 @click.option("--neg-loss", type=click.Choice(["sum", "min", "none"]), default="sum", show_default=True,
-              help="Group loss over a group's views: sum (Eq. 9), min (Algorithm 2), none (plain Soft-IoU).")
+              help="Over a group's views: sum (Eq. 9, views pooled), min (Algorithm 2), none (no groups).")
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--width", default=32, show_default=True, type=POSITIVE,
               help="Base channel count of the U-Net (32: 8.69 M parameters).")
 @click.option("--crop", default=256, show_default=True, type=int, help="Training crop side, a multiple of 16.")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: 8 on CUDA, 0 on CPU].")
-@click.option("--steps-per-epoch", type=POSITIVE,
-              help="Optimiser steps per epoch [default: one pass over the training set].")
-@click.option("--eval-every", default=1, show_default=True, type=POSITIVE,
-              help="Score the eval split every N epochs (and after the last).")
+@click.option("--loader", type=click.Choice(["auto", "device", "stream"]), default="auto", show_default=True,
+              help="device: training set resident on the device; stream: DataLoader from disk; "
+                   "auto: device when it fits.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Streaming loader's workers [default: 8 on CUDA, 0 on CPU].")
+@click.option("--log-every", default=50, show_default=True, type=POSITIVE, help="Log the loss every N steps.")
+@click.option("--eval-every", type=POSITIVE, help="Also score the eval split every N steps [default: at the end only].")
+@click.option("--eval-images", type=POSITIVE, help="Score only the first N test images [default: all].")
+@click.option("--save-every-min", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Write last.pt every N minutes (and at the end, and when stopped).")
+@click.option("--stop-after-min", type=click.FloatRange(min=0),
+              help="Save and stop after N minutes of this command; continue with --resume.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the model [default: on CUDA, off on CPU].")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt.")
 @click.option("--smoke", is_flag=True,
-              help="Quick check: width 8, crop 64, 1 epoch, batch 4 (options given explicitly win).")
+              help="Quick check: width 8, crop 64, 20 steps of batch 4, 16 test images (options given win).")
 @click.pass_context
-def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any) -> None:
-    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule).
+def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool | None, **options: Any) -> None:
+    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule over steps).
 
-    Writes last.pt, best.pt (best eval mIoU), epochs.csv and metrics.json into the run folder.
+    Writes last.pt, best.pt (best eval mIoU), log.csv and metrics.json into the run folder.
     """
+    options["compile"] = compile_
     given = {name: value for name, value in options.items()
-             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+             if name != "compile" and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    if ctx.get_parameter_source("compile_") not in (ParameterSource.DEFAULT, None):
+        given["compile"] = compile_
     if smoke:
         for name, value in SMOKE_PRESET.items():
             if name not in given:
                 options[name] = given[name] = value
+        options["smoke"] = True
     if options["crop"] < 16 or options["crop"] % 16:
         raise click.BadParameter("must be a positive multiple of 16", param_hint="--crop")
     for name in ("data", "eval_data"):
@@ -81,9 +102,11 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
             raise click.UsageError("--data is required (unless --resume)")
         else:
             config = TrainConfig(**options)
-        train(config, resume=resume)
+        summary = train(config, resume=resume)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
+    if summary.get("stopped") in ("SIGINT", "SIGTERM"):
+        ctx.exit(130 if summary["stopped"] == "SIGINT" else 143)
 
 
 @click.command("eval")
