@@ -113,29 +113,48 @@ def batch_schedule(
         raise ValueError("no group to draw batches from")
     index = np.empty((steps, batch_size), np.int64)
     slot = np.empty((steps, batch_size), np.int64)
-    queue: deque[list[int]] = deque()
+    queue: deque[tuple[int, list[int]]] = deque()  # (group number, its views not yet served)
     passes = 0
     for step in range(steps):
         filled = n_slot = 0
+        in_batch: set[int] = set()
         while filled < batch_size:
             while len(queue) <= LOOKAHEAD:
                 order = rng_for(seed, "batches", passes).permutation(len(members))
-                queue.extend(members[g] for g in order.tolist())
+                queue.extend((g, members[g]) for g in order.tolist())
                 passes += 1
+            k = _pick(queue, batch_size - filled, in_batch)
+            g, group = queue[k]
             room = batch_size - filled
-            pick = next((k for k in range(LOOKAHEAD + 1) if len(queue[k]) <= room), None)
-            if pick is None:  # nothing fits: cut the next group
-                group = queue.popleft()
-                queue.appendleft(group[room:])
+            if len(group) > room:  # nothing fits: cut this group, its rest stays in the queue
+                queue[k] = (g, group[room:])
                 group = group[:room]
             else:
-                group = queue[pick]
-                del queue[pick]
+                del queue[k]
             index[step, filled:filled + len(group)] = group
             slot[step, filled:filled + len(group)] = n_slot
+            in_batch.add(g)
             filled += len(group)
             n_slot += 1
     return index, slot
+
+
+def _pick(queue: deque[tuple[int, list[int]]], room: int, in_batch: set[int]) -> int:
+    """Position in the queue's look-ahead of the group to serve next (see :func:`batch_schedule`).
+
+    In order of preference: the first group that fits and is not yet in the batch (a group can
+    be queued twice across a pass boundary), the first one not in the batch (to be cut), the
+    first that fits, the next one. The last two only happen with fewer images than a batch.
+    """
+    window = range(min(LOOKAHEAD + 1, len(queue)))
+    fresh = [k for k in window if queue[k][0] not in in_batch]
+    for candidates in (fresh, window):
+        fits = next((k for k in candidates if len(queue[k][1]) <= room), None)
+        if fits is not None:
+            return fits
+        if candidates:
+            return candidates[0]
+    return 0
 
 
 def step_uniforms(seed: int, step: int, batch_size: int) -> np.ndarray:

@@ -365,7 +365,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             if (config.eval_every and step % config.eval_every == 0) or step == total:
                 score(step, row)
             if row:
-                seconds = train_seconds(now)
+                seconds = train_seconds(time.perf_counter())
                 history.append({"step": step, **row, "seconds": round(seconds, 3)})
                 log(_format_row(history[-1], total))
             if deadline is not None and now > deadline and step < total:
