@@ -178,7 +178,7 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
     if "step" not in state:
         raise TrainError(f"{Path(out) / 'last.pt'}: written by an older, epoch-based trainer; it cannot be resumed")
     saved = state["config"]
-    merged = dict(saved)
+    merged = {**saved, "stop_after_min": None}  # a limit of the command that was stopped, not of the run
     for name, value in given.items():
         if name in RESUME_MAY_CHANGE:
             merged[name] = value
@@ -297,6 +297,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             "images_seen": step * config.batch_size, "train_images": len(train_ids), "groups": len(members),
             "eval_images": len(eval_ids), "seconds": round(seconds, 3), "eval_seconds": round(eval_seconds, 3),
             "load_seconds": round(load_seconds, 3), "seconds_per_step": timing.get("seconds_per_step"),
+            "warmup_steps": WARMUP_STEPS,
             "parameters": n_params, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
             "precision": precision, "loader": loader, "compiled": bool(use_compile),
