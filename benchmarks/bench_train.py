@@ -15,10 +15,12 @@ In one run, on the machine it runs on, it measures:
 - on CUDA with ``--paper``: a step at width 32, batch 256, crop 256 (bf16, channels_last), its peak
   memory, and the projected time of ``examples/experiment.sh`` (two runs of the preset's steps and of
   the paper's 4500);
-- with ``--ref-code DIR`` (a checkout of the trainer before issue 10, e.g. commit 10150cd): the
-  ``train`` command of both trainers, run-A settings (width 8, crop 256, batch 4 on NUDT-SIRST, CPU),
-  for ``--ref-steps`` steps: seconds per step over the first half of the steps (no scoring in it)
-  and the whole command's wall time (start-up, statistics, steps and scoring the 664 test images).
+- with ``--ref-code DIR`` (a checkout of the trainer before issue 10, e.g. ``git archive 10150cd``):
+  the ``train`` command of both trainers, run-A settings (width 8, crop 256, batch 4 on NUDT-SIRST,
+  CPU), ``--ref-steps`` steps, alternated ``--ref-repeats`` times, medians: seconds per step over the
+  first half of the steps (no scoring in it), and the whole command's wall and CPU seconds
+  (start-up, data, steps, scoring 8 test images). On a shared machine the CPU seconds are the
+  steadier figure: wall time depends on what else runs.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -141,33 +144,63 @@ def step_time(width: int, crop: int, batch: int, device: torch.device, steps: in
     return out
 
 
-def run_train(code: Path, args: list[str], out: Path) -> float:
-    """Wall seconds of ``python -m sirst_synth train ARGS -o OUT`` with ``code`` first on the path."""
+def run_train(code: Path, args: list[str], out: Path) -> tuple[float, float]:
+    """Wall and CPU (user + sys) seconds of ``python -m sirst_synth train ARGS -o OUT`` run from ``code``."""
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sirst_synth", "train", *args, "-o", str(out)], env=env, check=True,
                    stdout=subprocess.DEVNULL, cwd=code)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def before_after(ref: Path, nudt: Path, steps: int, tmp: Path) -> dict[str, Any]:
-    """Run-A settings on CPU: the old trainer (``ref``) against this one, ``steps`` steps each."""
+def mini_eval_set(nudt: Path, root: Path, n: int = 8) -> Path:
+    """NUDT-SIRST's images with a test list of its first ``n`` test ids (symbolic links, no copy)."""
+    (root / "50_50").mkdir(parents=True)
+    for sub in ("images", "masks"):
+        (root / sub).symlink_to((nudt / sub).resolve())
+    for part in ("train", "test"):
+        ids = (nudt / "50_50" / f"{part}.txt").read_text().split()[:n]
+        (root / "50_50" / f"{part}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def before_after(ref: Path, nudt: Path, steps: int, repeats: int, tmp: Path) -> dict[str, Any]:
+    """Run-A settings on CPU: the old trainer (``ref``) against this one, ``steps`` steps each.
+
+    Old and new alternate ``repeats`` times (old first, then new first, ...); medians are kept.
+    Both score 8 test images at the end, so the commands differ only in the trainer.
+    """
     half = steps // 2
-    common = ["--data", str(nudt), "--width", "8", "--crop", "256", "--batch-size", "4", "--seed", "0",
-              "--device", "cpu"]
-    old_wall = run_train(ref, [*common, "--epochs", "2", "--steps-per-epoch", str(half), "--eval-every", "2"],
-                         tmp / "old")
-    with open(tmp / "old" / "epochs.csv", newline="") as fh:
-        old_first = float(next(csv.DictReader(fh))["seconds"]) / half  # epoch 1: steps only
-    new_wall = run_train(REPO, [*common, "--steps", str(2 * half), "--log-every", str(half)], tmp / "new")
-    with open(tmp / "new" / "log.csv", newline="") as fh:
-        new_first = float(next(csv.DictReader(fh))["seconds"]) / half
+    common = ["--data", str(nudt), "--eval-data", str(mini_eval_set(nudt, tmp / "eval8")), "--width", "8",
+              "--crop", "256", "--batch-size", "4", "--seed", "0", "--device", "cpu"]
+    runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    for r in range(repeats):
+        for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            out = tmp / f"{which}{r}"
+            if which == "old":
+                wall, cpu = run_train(ref, [*common, "--epochs", "2", "--steps-per-epoch", str(half),
+                                            "--eval-every", "2"], out)
+                with open(out / "epochs.csv", newline="") as fh:
+                    first = float(next(csv.DictReader(fh))["seconds"]) / half  # epoch 1: steps only
+            else:
+                wall, cpu = run_train(REPO, [*common, "--steps", str(2 * half), "--log-every", str(half)], out)
+                with open(out / "log.csv", newline="") as fh:
+                    first = float(next(csv.DictReader(fh))["seconds"]) / half
+            runs[which].append({"s_per_step": round(first, 4), "command_s": round(wall, 1), "cpu_s": round(cpu, 1)})
+    med = {w: {k: statistics.median(run[k] for run in runs[w]) for k in runs[w][0]} for w in runs}
     return {
-        "settings": "NUDT-SIRST, width 8, crop 256, batch 4, CPU, seed 0 (run A of docs/experiment.md)",
-        "steps": 2 * half, "old_s_per_step": round(old_first, 4), "new_s_per_step": round(new_first, 4),
-        "s_per_step_ratio_new_over_old": round(new_first / old_first, 3),
-        "old_command_s": round(old_wall, 1), "new_command_s": round(new_wall, 1),
-        "command_ratio_new_over_old": round(new_wall / old_wall, 3),
+        "settings": "NUDT-SIRST train, width 8, crop 256, batch 4, CPU, seed 0 (run A of docs/experiment.md); "
+                    "8 test images scored at the end",
+        "steps": 2 * half, "repeats": repeats, "runs": runs,
+        "old_s_per_step": med["old"]["s_per_step"], "new_s_per_step": med["new"]["s_per_step"],
+        "s_per_step_ratio_new_over_old": round(med["new"]["s_per_step"] / med["old"]["s_per_step"], 3),
+        "old_command_s": med["old"]["command_s"], "new_command_s": med["new"]["command_s"],
+        "command_ratio_new_over_old": round(med["new"]["command_s"] / med["old"]["command_s"], 3),
+        "old_command_cpu_s": med["old"]["cpu_s"], "new_command_cpu_s": med["new"]["cpu_s"],
+        "command_cpu_ratio_new_over_old": round(med["new"]["cpu_s"] / med["old"]["cpu_s"], 3),
     }
 
 
@@ -185,7 +218,9 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="CUDA: also time the paper-scale step")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the step timings")
     parser.add_argument("--ref-code", type=Path, help="checkout of the old trainer: run-A before/after")
-    parser.add_argument("--ref-steps", type=int, default=60)
+    parser.add_argument("--ref-steps", type=int, default=40)
+    parser.add_argument("--ref-repeats", type=int, default=3)
+    parser.add_argument("--only-ref", action="store_true", help="run only the before/after comparison")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -202,17 +237,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         h5 = args.h5
-        if h5 is None:
+        if args.only_ref:
+            pass
+        elif h5 is None:
             from sirst_synth.h5store import pack_dataset
 
             h5 = tmp / "build.h5"
             pack_dataset(args.data, h5, "50_50", n_jobs=min(2, os.cpu_count() or 1))
-        result["data_path"] = {"png": data_path(args.data, args, device), "h5": data_path(h5, args, device)}
-        result["step"] = step_time(args.width, args.crop, args.batch, device, args.steps, args.compile)
-        resident = min(r["resident_batch_s"] for r in result["data_path"].values())
-        share = resident / result["step"]["step_s"]
-        result["batch_over_step"] = {"share": round(share, 4), "target": TARGET_BATCH_SHARE,
-                                     "pass": share < TARGET_BATCH_SHARE}
+        if not args.only_ref:
+            result["data_path"] = {"png": data_path(args.data, args, device), "h5": data_path(h5, args, device)}
+            result["step"] = step_time(args.width, args.crop, args.batch, device, args.steps, args.compile)
+            resident = max(r["resident_batch_s"] for r in result["data_path"].values())
+            share = resident / result["step"]["step_s"]
+            result["batch_over_step"] = {"share": round(share, 4), "target": TARGET_BATCH_SHARE,
+                                         "pass": share < TARGET_BATCH_SHARE}
         if device.type == "cuda" and args.paper:
             paper = step_time(32, 256, 256, device, args.steps, args.compile)
             result["paper_step"] = paper
@@ -224,19 +262,22 @@ def main() -> None:
                 "paper_4500_steps_minutes_both_runs": round(2 * (fixed_s + PAPER_STEPS * paper["step_s"]) / 60, 1),
             }
         if args.ref_code is not None:
-            result["run_a_before_after"] = before_after(args.ref_code, args.nudt, args.ref_steps, tmp)
+            result["run_a_before_after"] = before_after(args.ref_code, args.nudt, args.ref_steps, args.ref_repeats, tmp)
     print(json.dumps(result, indent=2))
-    for name, r in result["data_path"].items():
+    for name, r in result.get("data_path", {}).items():
         print(f"data path {name}: resident {r['resident_images_per_s']} img/s (load {r['load_s']} s), "
               f"streaming {r['stream_images_per_s']} img/s ({r['stream_workers']} workers): x{r['resident_speedup']}")
-    s = result["step"]
-    print(f"step: width {s['width']} crop {s['crop']} batch {s['batch']}: {s['step_s'] * 1e3:.1f} ms "
-          f"({s['images_per_s']} img/s); resident batch / step = {result['batch_over_step']['share']:.2%} "
-          f"(target < {TARGET_BATCH_SHARE:.0%}): {'PASS' if result['batch_over_step']['pass'] else 'FAIL'}")
+    s = result.get("step")
+    if s:
+        print(f"step: width {s['width']} crop {s['crop']} batch {s['batch']}: {s['step_s'] * 1e3:.1f} ms "
+              f"({s['images_per_s']} img/s); resident batch / step = {result['batch_over_step']['share']:.2%} "
+              f"(target < {TARGET_BATCH_SHARE:.0%}): {'PASS' if result['batch_over_step']['pass'] else 'FAIL'}")
     if "run_a_before_after" in result:
         r = result["run_a_before_after"]
-        print(f"run A, {r['steps']} steps: {r['old_s_per_step']} -> {r['new_s_per_step']} s/step "
-              f"(x{r['s_per_step_ratio_new_over_old']}); command {r['old_command_s']} -> {r['new_command_s']} s")
+        print(f"run A, {r['steps']} steps, median of {r['repeats']}: {r['old_s_per_step']} -> {r['new_s_per_step']} "
+              f"s/step (x{r['s_per_step_ratio_new_over_old']}); command {r['old_command_s']} -> {r['new_command_s']} s "
+              f"wall (x{r['command_ratio_new_over_old']}), {r['old_command_cpu_s']} -> {r['new_command_cpu_s']} s CPU "
+              f"(x{r['command_cpu_ratio_new_over_old']})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -264,6 +264,9 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
     n_params = count_parameters(model)
     log(f"model: U-Net + AFF, width {config.width}, {n_params:,} parameters ({n_params / 1e6:.2f} M)")
+    if start >= total and (out / "metrics.json").is_file():
+        log(f"{out}: all {total} steps are done")
+        return json.loads((out / "metrics.json").read_text())
     t_load = time.perf_counter()
     data, loader = _load_data(config, ds, train_ids, device, log)
     if resume:  # the run's own statistics
@@ -322,9 +325,6 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             checkpoint.save(out / "best.pt", {**checkpoint.model_state(model, mean, std), "step": step})
 
     timing: dict[str, float] = {}
-    if start >= total:
-        log(f"{out}: all {total} steps are done")
-        return summary(start)
     model.train()
     loss_sum = torch.zeros((), device=device)
     t_log = t_save = t_begin = time.perf_counter()
@@ -335,7 +335,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         return seconds_at_start + (now - t_begin) - (eval_seconds - eval_at_start)
 
     deadline = t_begin + config.stop_after_min * 60 if config.stop_after_min is not None else None
-    step = start
+    step, result = start, None
     with _StopFlag() as flag, _progress(data.batches(schedule, config.crop, start), total - start,
                                         "training") as batches:
         for image, mask, slot in batches:
@@ -384,6 +384,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 t_save = time.perf_counter()
             if stopped:
                 break
+    if result is None:  # nothing left to run (a last.pt of the final step without its metrics.json)
+        result = summary(step)
     if stopped:
         log(f"stopped after step {step}/{total} ({stopped}); last.pt saved: continue with --resume")
     elif config.smoke:
