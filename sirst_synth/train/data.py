@@ -234,8 +234,7 @@ class DeviceData:
     def _stats(self) -> tuple[float, float]:
         hist = torch.zeros(256, dtype=torch.int64, device=self.device)
         for chunk in torch.split(self.images, 256):
-            hist += torch.bincount(chunk.reshape(-1).to(torch.int64) if self.device.type == "cpu"
-                                   else chunk.reshape(-1), minlength=256)
+            hist += torch.bincount(chunk.reshape(-1).long(), minlength=256)
         if self.padded:  # padding zeros are not pixels
             hist[0] -= self.images[0].numel() * len(self.images) - self.sizes.prod(1).sum()
         return stats_from_histogram(hist)
