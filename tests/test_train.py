@@ -30,7 +30,8 @@ torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and stall o
 
 
 def tiny_config(data: Path, out: Path, **kw: object) -> TrainConfig:
-    options = dict(data=str(data), out=str(out), steps=4, batch_size=2, width=4, crop=32, log_every=2)
+    options: dict[str, object] = {"data": str(data), "out": str(out), "steps": 4, "batch_size": 2, "width": 4,
+                                  "crop": 32, "log_every": 2}
     options.update(kw)
     return TrainConfig(**options)
 
@@ -176,7 +177,7 @@ def test_schedule_is_seeded() -> None:
 
 
 def test_a_group_larger_than_a_batch_is_cut() -> None:
-    index, slot = batch_schedule([list(range(7))], batch_size=3, seed=0, steps=3)
+    index, _ = batch_schedule([list(range(7))], batch_size=3, seed=0, steps=3)
     assert index.tolist()[:2] == [[0, 1, 2], [3, 4, 5]] and index[2, 0] == 6
 
 
