@@ -146,15 +146,20 @@ def _pick(queue: deque[tuple[int, list[int]]], room: int, in_batch: set[int]) ->
     be queued twice across a pass boundary), the first one not in the batch (to be cut), the
     first that fits, the next one. The last two only happen with fewer images than a batch.
     """
-    window = range(min(LOOKAHEAD + 1, len(queue)))
-    fresh = [k for k in window if queue[k][0] not in in_batch]
-    for candidates in (fresh, window):
-        fits = next((k for k in candidates if len(queue[k][1]) <= room), None)
-        if fits is not None:
-            return fits
-        if candidates:
-            return candidates[0]
-    return 0
+    first_fresh = first_fit = None
+    for k in range(min(LOOKAHEAD + 1, len(queue))):
+        group, views = queue[k]
+        fits = len(views) <= room
+        if group not in in_batch:
+            if fits:
+                return k
+            if first_fresh is None:
+                first_fresh = k
+        elif fits and first_fit is None:
+            first_fit = k
+    if first_fresh is not None:
+        return first_fresh
+    return first_fit if first_fit is not None else 0
 
 
 def step_uniforms(seed: int, step: int, batch_size: int) -> np.ndarray:
