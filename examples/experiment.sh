@@ -91,9 +91,9 @@ summary = json.load(open(sys.argv[1]))
 run_s, multiple, reserve = float(sys.argv[2]) * 60, int(sys.argv[3]), float(sys.argv[4])
 per_step = summary["seconds_per_step"]  # after the warm-up steps (cuDNN tuning, compilation)
 warmup = summary["seconds"] - per_step * (summary["steps"] - summary["warmup_steps"])  # beyond their share
-fixed = summary["load_seconds"] + warmup + reserve
+fixed = round(summary["load_seconds"] + warmup + reserve, 3)
 steps = max(multiple, int((run_s - fixed) / per_step) // multiple * multiple)
-choice = {"steps": steps, "seconds_per_step": per_step, "fixed_seconds": round(fixed, 1),
+choice = {"steps": steps, "seconds_per_step": per_step, "fixed_seconds": fixed,
           "projected_run_minutes": round((fixed + steps * per_step) / 60, 2), "run_minutes": run_s / 60,
           "device": summary["device_name"], "precision": summary["precision"]}
 json.dump(choice, open(sys.argv[5], "w"), indent=2)

@@ -47,8 +47,10 @@ def test_experiment_script_writes_its_table(tmp_path: Path) -> None:
     cut = run(BUDGET_MIN="0", BUDGET_MARGIN_MIN="0")  # no time left: the first run stops after a step
     assert cut.returncode == 0, cut.stderr
     assert "run the same command again" in cut.stdout and not (out / "table.md").exists()
-    steps = json.loads((out / "steps.json").read_text())["steps"]
-    assert steps % 4 == 0 and 4 <= steps <= 12  # 0.6 s of training at width 4, crop 32, batch 4
+    choice = json.loads((out / "steps.json").read_text())
+    steps = choice["steps"]  # the largest multiple of 4 steps that fits 0.6 s with the timed costs
+    assert steps == max(4, int((0.6 - choice["fixed_seconds"]) / choice["seconds_per_step"]) // 4 * 4)
+    assert choice["seconds_per_step"] > 0 and choice["device"] == "cpu"
     assert json.loads((out / "run-NUDT-SIRST" / "metrics.json").read_text())["step"] == 1
 
     done = run()
