@@ -94,7 +94,7 @@ warmup = summary["seconds"] - per_step * (summary["steps"] - summary["warmup_ste
 fixed = round(summary["load_seconds"] + warmup + reserve, 3)
 steps = max(multiple, int((run_s - fixed) / per_step) // multiple * multiple)
 choice = {"steps": steps, "seconds_per_step": per_step, "fixed_seconds": fixed,
-          "projected_run_minutes": round((fixed + steps * per_step) / 60, 2), "run_minutes": run_s / 60,
+          "projected_run_minutes": round((fixed + steps * per_step) / 60, 2), "run_seconds": run_s,
           "device": summary["device_name"], "precision": summary["precision"]}
 json.dump(choice, open(sys.argv[5], "w"), indent=2)
 print(f"== {per_step:.3f} s/step on {choice['device']} ({choice['precision']}): {steps} steps per run, "

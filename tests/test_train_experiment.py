@@ -49,6 +49,7 @@ def test_experiment_script_writes_its_table(tmp_path: Path) -> None:
     assert "run the same command again" in cut.stdout and not (out / "table.md").exists()
     choice = json.loads((out / "steps.json").read_text())
     steps = choice["steps"]  # the largest multiple of 4 steps that fits 0.6 s with the timed costs
+    assert choice["run_seconds"] == 0.6
     assert steps == max(4, int((0.6 - choice["fixed_seconds"]) / choice["seconds_per_step"]) // 4 * 4)
     assert choice["seconds_per_step"] > 0 and choice["device"] == "cpu"
     assert json.loads((out / "run-NUDT-SIRST" / "metrics.json").read_text())["step"] == 1
