@@ -3,7 +3,4 @@ each family of commands in its own module (data, inspect, interop, train), all r
 from sirst_synth.cli import data, inspect, interop, train  # noqa: F401  (their commands register with @main.command)
 from sirst_synth.cli.app import main
 
-main.add_command(train.train_command, "train")
-main.add_command(train.eval_command, "eval")
-
 __all__ = ["main"]

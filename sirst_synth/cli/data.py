@@ -187,9 +187,6 @@ def demo_data_cmd(out, n_images, seed):
     from sirst_synth.store.demo import make_demo_dataset
 
     start = time.perf_counter()
-    try:
-        s = make_demo_dataset(out, n_images=n_images, seed=seed)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    s = make_demo_dataset(out, n_images=n_images, seed=seed)
     summary(f"demo-data: {s['images']} images ({s['train']} train, {s['test']} test, {s['targets']} targets)"
              f" -> {out} in {time.perf_counter() - start:.1f} s")

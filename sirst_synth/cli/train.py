@@ -10,20 +10,17 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-#: ``--smoke``: a tiny model on small crops for one epoch, seconds on a CPU.
-SMOKE_PRESET = {"width": 8, "crop": 64, "epochs": 1, "batch_size": 4}
+from sirst_synth.cli.app import friendly_errors, main
+from sirst_synth.errors import DatasetError
+
+#: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
+SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 POSITIVE = click.IntRange(min=1)
 SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from sirst_synth.errors import CheckpointError, DatasetError, ImageError, TrainError
-
-    return DatasetError, ImageError, CheckpointError, TrainError
-
-
-@click.command("train")
+@main.command("train")
 @click.option("--data", type=click.Path(),
               help="Training dataset: a folder (DNANet layout) or a build --format h5 file. Required unless --resume.")
 @click.option("--split", help=SPLIT_HELP)
@@ -31,39 +28,61 @@ def _user_errors() -> tuple[type[Exception], ...]:
               help="Train list file name in the split folder (SIRST: trainval.txt).")
 @click.option("--test-list", default="test.txt", show_default=True, help="Test list file name in the split folder.")
 @click.option("--eval-data", type=click.Path(),
-              help="Dataset whose test split scores each epoch [default: the --data test split].")
-@click.option("--epochs", default=1500, show_default=True, type=POSITIVE)
-@click.option("--batch-size", default=256, show_default=True, type=POSITIVE)
+              help="Dataset whose test split scores the model [default: the --data test split].")
+@click.option("--steps", type=POSITIVE,
+              help="Optimiser steps of the run [default: --epochs x --steps-per-epoch].")
+@click.option("--epochs", default=1500, show_default=True, type=POSITIVE,
+              help="Passes, when --steps is not given: the run is epochs x steps-per-epoch steps.")
+@click.option("--steps-per-epoch", type=POSITIVE,
+              help="Steps per epoch [default: one pass, ceil(train images / batch size)].")
+@click.option("--batch-size", default=256, show_default=True, type=POSITIVE,
+              help="Images per optimiser step (every batch is full; groups enter whole).")
 @click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Adagrad learning rate.")
+              help="Adagrad learning rate (cosine-annealed over the steps to 1e-5).")
+@click.option("--iou", type=click.Choice(["batch", "sample"]), default="batch", show_default=True,
+              help="Soft-IoU pooled over the batch (DNANet, BasicIRSTD) or per image (Eq. 8 read per sample).")
 @click.option("--neg-loss", type=click.Choice(["sum", "min", "none"]), default="sum", show_default=True,
-              help="Group loss over a group's views: sum (Eq. 9), min (Algorithm 2), none (plain Soft-IoU).")
+              help="Over a group's views: sum (Eq. 9, views pooled), min (Algorithm 2), none (no groups).")
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--width", default=32, show_default=True, type=POSITIVE,
               help="Base channel count of the U-Net (32: 8.69 M parameters).")
 @click.option("--crop", default=256, show_default=True, type=int, help="Training crop side, a multiple of 16.")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: 8 on CUDA, 0 on CPU].")
-@click.option("--steps-per-epoch", type=POSITIVE,
-              help="Optimiser steps per epoch [default: one pass over the training set].")
-@click.option("--eval-every", default=1, show_default=True, type=POSITIVE,
-              help="Score the eval split every N epochs (and after the last).")
+@click.option("--loader", type=click.Choice(["auto", "device", "stream"]), default="auto", show_default=True,
+              help="device: training set resident on the device; stream: DataLoader from disk; "
+                   "auto: device when it fits.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Streaming loader's workers [default: 8 on CUDA, 0 on CPU].")
+@click.option("--log-every", default=50, show_default=True, type=POSITIVE, help="Log the loss every N steps.")
+@click.option("--eval-every", type=POSITIVE, help="Also score the eval split every N steps [default: at the end only].")
+@click.option("--eval-images", type=POSITIVE, help="Score only the first N test images [default: all].")
+@click.option("--save-every-min", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Write last.pt every N minutes (and at the end, and when stopped).")
+@click.option("--stop-after-min", type=click.FloatRange(min=0),
+              help="Save and stop after N minutes of this command; continue with --resume.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the model [default: on CUDA, off on CPU].")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt.")
 @click.option("--smoke", is_flag=True,
-              help="Quick check: width 8, crop 64, 1 epoch, batch 4 (options given explicitly win).")
+              help="Quick check: width 8, crop 64, 20 steps of batch 4, 16 test images (options given win).")
 @click.pass_context
-def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any) -> None:
-    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule).
+@friendly_errors
+def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool | None, **options: Any) -> None:
+    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule over steps).
 
-    Writes last.pt, best.pt (best eval mIoU), epochs.csv and metrics.json into the run folder.
+    Writes last.pt, best.pt (best eval mIoU), log.csv and metrics.json into the run folder.
     """
+    options["compile"] = compile_
     given = {name: value for name, value in options.items()
-             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+             if name != "compile" and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    if ctx.get_parameter_source("compile_") not in (ParameterSource.DEFAULT, None):
+        given["compile"] = compile_
     if smoke:
         for name, value in SMOKE_PRESET.items():
             if name not in given:
                 options[name] = given[name] = value
+        options["smoke"] = True
     if options["crop"] < 16 or options["crop"] % 16:
         raise click.BadParameter("must be a positive multiple of 16", param_hint="--crop")
     for name in ("data", "eval_data"):
@@ -72,19 +91,18 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
 
     from sirst_synth.train.loop import TrainConfig, resume_config, train
 
-    try:
-        if resume:
-            config = resume_config(options["out"], given)
-        elif options["data"] is None:
-            raise click.UsageError("--data is required (unless --resume)")
-        else:
-            config = TrainConfig(**options)
-        train(config, resume=resume)
-    except _user_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    if resume:
+        config = resume_config(options["out"], given)
+    elif options["data"] is None:
+        raise click.UsageError("--data is required (unless --resume)")
+    else:
+        config = TrainConfig(**options)
+    summary = train(config, resume=resume)
+    if summary.get("stopped") in ("SIGINT", "SIGTERM"):
+        ctx.exit(130 if summary["stopped"] == "SIGINT" else 143)
 
 
-@click.command("eval")
+@main.command("eval")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint (last.pt or best.pt) to score.")
 @click.option("--pred", type=click.Path(file_okay=False),
               help="Folder of predicted masks <id>.png (> 127 is target) to score instead of a model.")
@@ -100,6 +118,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, **options: Any)
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
+@friendly_errors
 def eval_command(
     checkpoint: str | None, pred: str | None, data: str, split: str | None, train_list: str, test_list: str,
     part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int,
@@ -112,15 +131,13 @@ def eval_command(
     from sirst_synth.store.reader import open_dataset
     from sirst_synth.train.metrics import format_table
 
-    try:
-        ds = open_dataset(data, split, train_list, test_list)
-        ids = ds.ids(part)
-        if checkpoint is not None:
-            result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred)
-        else:
-            result = _score_folder(Path(pred), ds, ids)
-    except _user_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    ds = open_dataset(data, split, train_list, test_list)
+    ids = ds.ids(part)
+    if checkpoint is not None:
+        result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred)
+    else:
+        assert pred is not None
+        result = _score_folder(Path(pred), ds, ids)
     if as_json:
         click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}))
     else:
@@ -133,16 +150,16 @@ def _score_folder(pred_dir: Path, ds: Any, ids: list[str]) -> dict[str, float | 
     from sirst_synth.train.metrics import Scores, from_png_mask
 
     if not pred_dir.is_dir():
-        raise click.ClickException(f"{pred_dir}: prediction folder not found")
+        raise DatasetError(f"{pred_dir}: prediction folder not found")
     scores = Scores()
     for id_ in ids:
         path = pred_dir / f"{id_}.png"
         if not path.is_file():
-            raise click.ClickException(f"{path}: no prediction for id {id_}")
+            raise DatasetError(f"{path}: no prediction for id {id_}")
         pred = from_png_mask(imageio.read_mask(path))
         gt = ds.read_mask(id_) > 0
         if pred.shape != gt.shape:
-            raise click.ClickException(f"{path}: size {pred.shape} differs from the mask of id {id_} {gt.shape}")
+            raise DatasetError(f"{path}: size {pred.shape} differs from the mask of id {id_} {gt.shape}")
         scores.update(pred, gt)
     return scores.result()
 

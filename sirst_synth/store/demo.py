@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sirst_synth.errors import OutputError, ParamError
 from sirst_synth.store import imageio
 from sirst_synth.store.layout import DEFAULT_SPLIT, PIXEL_FOLDERS, image_name, mask_name
 
@@ -205,15 +206,15 @@ def render_scene(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.n
 
 def _check_args(out_dir: Path, n_images: int, size: tuple[int, int], seed: int) -> None:
     if n_images < 2:
-        raise ValueError(f"n_images must be at least 2 (one train, one test image), got {n_images}")
+        raise ParamError(f"n_images must be at least 2 (one train, one test image), got {n_images}")
     if len(size) != 2 or min(size) < _MIN_SIDE:
-        raise ValueError(f"size must be (height, width), each at least {_MIN_SIDE} px, got {size}")
+        raise ParamError(f"size must be (height, width), each at least {_MIN_SIDE} px, got {size}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise ParamError(f"seed must be >= 0, got {seed}")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: exists and is not a folder; choose a new or empty folder")
+        raise OutputError(f"{out_dir}: exists and is not a folder; choose a new or empty folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise ValueError(
+        raise OutputError(
             f"{out_dir}: output folder exists and is not empty; choose a new or empty folder"
         )
 

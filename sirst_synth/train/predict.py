@@ -1,4 +1,9 @@
-"""Inference on whole images of any size: normalise, pad to a multiple of 32, crop back."""
+"""Inference on whole images of any size: normalise, pad to a multiple of 32, crop back.
+
+Images of the same padded size run together; the threshold (logit > 0, i.e. sigmoid > 0.5) is
+applied on the device and each batch comes back to the host once, as booleans. On CUDA the
+forward pass runs in bf16 autocast (fp16 where bf16 is not supported).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -9,10 +14,17 @@ import torch
 from sirst_synth.errors import DatasetError
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.train.augment import pad_to_multiple
-from sirst_synth.train.metrics import Scores, from_logits
+from sirst_synth.train.metrics import Scores
 
 #: test images are padded (bottom, right, with the mean) to a multiple of this.
 PAD_MULTIPLE = 32
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on ``device``: bf16 where CUDA supports it, else fp16; None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @torch.no_grad()
@@ -26,15 +38,18 @@ def predict(
     """
     was_training = model.training
     model.eval()
-    amp = device.type == "cuda"
+    amp_dtype = autocast_dtype(device)
+    channels_last = device.type == "cuda"
     pending: list[tuple[str, tuple[int, int], np.ndarray]] = []
 
     def flush() -> Iterator[tuple[str, np.ndarray]]:
         batch = torch.from_numpy(np.stack([p[2] for p in pending]))[:, None].to(device)
-        with torch.autocast(device_type=device.type, enabled=amp):
-            logits = model(batch).float().cpu().numpy()[:, 0]
-        for (id_, (h, w), _), out in zip(pending, logits):
-            yield id_, from_logits(out[:h, :w])
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            preds = (model(batch)[:, 0] > 0).cpu().numpy()  # logit > 0: sigmoid > 0.5
+        for (id_, (h, w), _), out in zip(pending, preds):
+            yield id_, out[:h, :w]
         pending.clear()
 
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sirst_synth.run.scan import SourceRecord, check_grid, odd_mask_warnings, scan
 from sirst_synth.store import imageio

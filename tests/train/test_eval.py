@@ -77,7 +77,7 @@ def test_missing_prediction_names_the_id(data: Path, tmp_path: Path) -> None:
     preds = write_preds(tmp_path / "pred", {"a": imageio.read_mask(data / "masks" / "a.png")})
     code, out, output = run_eval("--pred", str(preds), "--data", str(data), "--json")
     assert code == 1 and out == ""
-    assert output.strip().splitlines() == [f"Error: {preds / 'b.png'}: no prediction for id b"]
+    assert output.strip().splitlines() == [f"error: {preds / 'b.png'}: no prediction for id b"]
 
 
 def test_prediction_of_the_wrong_size(data: Path, tmp_path: Path) -> None:
