@@ -3,11 +3,20 @@
 A record holds every decision already made (which image, which noise patch, which rotations are
 wanted, output ids); a worker reads its own inputs, writes its own outputs under temporary names,
 and returns only manifest rows. Workers never draw random numbers.
+
+A worker keeps the train images it has decoded (as 8-bit gray, with their masks) in a small
+per-process cache, :data:`SOURCES`, filled by the source scan and by earlier units: a unit
+decodes its input only when this worker has not kept it. Entries are keyed by the files' paths,
+sizes and modification times, so a changed file is decoded again; outputs never depend on hits.
 """
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from sirst_synth import imageio
 from sirst_synth.dataset import Dataset
@@ -63,6 +72,80 @@ class UnitJob:
     alpha: float = 0.0
     fit: str = "resize"
     s: int | None = None
+    #: channels of the written images: 1 (8-bit gray) or 3 (R=G=B); see ``imageio.encode_image``.
+    channels: int = 1
+
+
+#: Bytes of decoded pixels a worker keeps (gray images and masks of the train split).
+CACHE_BYTES = 256 * 2**20
+
+
+class SourceCache:
+    """Decoded train images (uint8 gray) and masks by file, least recently used dropped first
+    once ``limit`` bytes are held."""
+
+    def __init__(self, limit: int = CACHE_BYTES) -> None:
+        self.limit = limit
+        self.held = 0
+        self._items: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    @staticmethod
+    def key(image_path: Path, mask_path: Path) -> tuple | None:
+        """(path, size, mtime) of both files, or None when one cannot be stat'ed."""
+        try:
+            a, b = os.stat(image_path), os.stat(mask_path)
+        except OSError:
+            return None
+        return (os.fspath(image_path), a.st_size, a.st_mtime_ns, os.fspath(mask_path), b.st_size, b.st_mtime_ns)
+
+    def get(self, key: tuple | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if key is None or key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: tuple | None, gray: np.ndarray, mask: np.ndarray) -> None:
+        """Keep read-only views of ``gray`` and ``mask`` under ``key`` (nothing when None)."""
+        size = gray.nbytes + mask.nbytes
+        if key is None or key in self._items or size > self.limit:
+            return
+        gray, mask = gray.view(), mask.view()
+        gray.flags.writeable = mask.flags.writeable = False
+        self._items[key] = (gray, mask)
+        self.held += size
+        while self.held > self.limit:
+            _, (g, m) = self._items.popitem(last=False)
+            self.held -= g.nbytes + m.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.held = 0
+
+
+#: This process's cache (each joblib worker has its own).
+SOURCES = SourceCache()
+
+
+def keep_source(ds: Dataset, id_: str, image: np.ndarray, mask: np.ndarray) -> None:
+    """Keep a train image just decoded (any layout; stored as 8-bit gray) and its (H, W) mask."""
+    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.gray_u8(image), mask)
+
+
+def source_pixels(ds: Dataset, id_: str) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit gray image and (H, W) mask of ``id_``: kept by this worker, or decoded once and kept.
+    The arrays are read-only (shared with the cache)."""
+    image_path, mask_path = ds.image_path(id_), ds.mask_path(id_)
+    key = SourceCache.key(image_path, mask_path)
+    kept = SOURCES.get(key)
+    if kept is not None:
+        return kept
+    gray = imageio.gray_u8(imageio.read_image(image_path))
+    mask = imageio.mask_from_image(imageio.decode_image(imageio.read_bytes(mask_path), str(mask_path)))
+    SOURCES.put(key, gray, mask)
+    return SOURCES.get(key) or (gray, mask)
 
 
 def _write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
@@ -79,10 +162,12 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
 
 
 def run_unit(job: UnitJob, place: Place) -> list[Row]:
-    """Execute a unit; rows in output order: the displaced image (if any), then its negatives."""
-    image = place.src.read_image(job.input_id)
-    mask_png = imageio.read_bytes(place.src.mask_path(job.input_id))
-    mask = imageio.mask_from_image(imageio.decode_image(mask_png, str(place.src.mask_path(job.input_id))))
+    """Execute a unit; rows in output order: the displaced image (if any), then its negatives.
+
+    Images are computed and written as 8-bit gray (``job.channels`` 3: R=G=B); masks, the
+    displaced image's included, are written by :func:`imageio.encode_mask`."""
+    imageio.check_channels(job.channels)
+    image, mask = source_pixels(place.src, job.input_id)
     rows = []
     base_row = dict(job.row)
     if job.noise is not None:
@@ -92,7 +177,8 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
             kind="displaced", group=job.out_id, noise_source_id=job.noise.source_id,
             noise_row=str(job.noise.row), noise_col=str(job.noise.col), alpha=repr(job.alpha),
         )
-        rows.append(_write_pair(place.out, job.out_id, imageio.encode_png(image), mask_png, base_row))
+        rows.append(_write_pair(place.out, job.out_id, imageio.encode_image(image, job.channels),
+                                imageio.encode_mask(mask), base_row))
     if job.s is not None:
         for neg in negatives(image, mask, find_targets(mask), job.s):
             row = {
@@ -100,7 +186,8 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
                 "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(job.s), "k": str(neg.k),
             }
             out_id = negative_id(job.out_id, neg.target.label, neg.k)
-            rows.append(_write_pair(place.out, out_id, imageio.encode_png(neg.image), imageio.encode_png(neg.mask), row))
+            rows.append(_write_pair(place.out, out_id, imageio.encode_image(neg.image, job.channels),
+                                    imageio.encode_mask(neg.mask), row))
     return rows
 
 

@@ -2,7 +2,9 @@
 
 Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
 size. The worker returns a small record (size, channels, targets, file hashes) and, for train
-images when asked, the noise-prone patches of that image (SPEC section 2).
+images when asked, the noise-prone patches of that image (SPEC section 2). A worker keeps the
+train images it decoded (:func:`sirst_synth.jobs.keep_source`), so the units it runs later do
+not decode them again.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from sirst_synth import imageio
 from sirst_synth.dataset import Dataset
+from sirst_synth.jobs import keep_source
 from sirst_synth.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.noisebank import NoiseBankWriter
 from sirst_synth.parallel import run_jobs
@@ -110,6 +113,8 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
+    if job.part == "train":
+        keep_source(ds, job.id, image, mask)
     if not job.sample:
         return record, None, [], []
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
