@@ -1,21 +1,30 @@
 """A built dataset as one HDF5 file (SPEC section 6, ``build --format h5``) and its reader.
 
-Layout (format ``sirst-synth-dataset``, version 1):
+Layout (format ``sirst-synth-dataset``, version 2):
 
-    images/<id>                   uint8 (H, W) gray or (H, W, 3) RGB: what ``imageio.read_image``
-                                  returns for the PNG build's images/<id>.png
-    masks/<id>                    uint8 (H, W): what ``imageio.read_mask`` returns
+    images/<id>                   uint8 (H, W) for a gray image, (H, W, 3) for a colour one: the
+                                  pixels ``imageio.read_image`` returns for the PNG build's
+                                  images/<id>.png, rows stored Up-filtered (see below). A PNG with
+                                  three equal channels (R=G=B, as NUDT-SIRST's originals) is
+                                  stored as its one gray channel, with the attribute
+                                  ``channels`` = 3; the reader repeats it.
+    masks/<id>                    uint8 (H, W): what ``imageio.read_mask`` returns, as is
     ids                           str (n,): every id, in manifest order
     splits/<split>/train, test    str: the split lists, in list order
     manifest/<column>             str (n,): one per ``manifest.COLUMNS``, rows in manifest order
     attrs: format, format_version, split (the default split), info (the sirst-synth.json text),
-           tool_version
+           tool_version, image_filter ("up")
 
-Pixels are stored decoded, one gzip-compressed chunk per image, so a training read is one chunk
-read and one inflate. Workers decode the PNGs and deflate the chunks; the parent is the single
-writer and stores the finished chunks in order (``write_direct_chunk``), so the file is the same
-bytes for any number of workers. The file is written under a temporary name and renamed into
-place when complete.
+Up filter (PNG's): stored row 0 is pixel row 0, stored row r is row r minus row r - 1 modulo
+256; ``np.cumsum(stored, axis=0, dtype=np.uint8)`` gives the pixels back. It halves the deflated
+size of noisy infrared images, so the file is no larger than the PNG folder. Version 1 files
+(no filter, gray-as-RGB stored as three channels) are still read.
+
+Pixels are stored decoded, one deflated chunk per image (zlib level 1, run-length matches), so a
+training read is one chunk read, one inflate and one running sum. Workers decode the PNGs and
+deflate the chunks; the parent is the single writer and stores the finished chunks in order
+(``write_direct_chunk``), so the file is the same bytes for any number of workers. The file is
+written under a temporary name and renamed into place when complete.
 
 :class:`H5Dataset` reads the file with the interface of :class:`sirst_synth.dataset.Dataset`;
 it opens its HDF5 handle lazily in each process, so it works in DataLoader workers.
@@ -42,13 +51,19 @@ from sirst_synth.manifest import COLUMNS
 from sirst_synth.parallel import run_jobs
 
 FORMAT = "sirst-synth-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: deflate level of the pixel chunks (1: 10 % larger than 4, a third less CPU to write; reads equal).
 GZIP_LEVEL = 1
+#: zlib strategy of the pixel chunks: run-length matches only (as the PNG images; a plain inflate reads it).
+ZLIB_STRATEGY = zlib.Z_RLE
+#: how image rows are stored (format version 2 on): "up", PNG's Up filter.
+IMAGE_FILTER = "up"
 #: HDF5 file format bounds: v110 (HDF5 >= 1.10) stores a single-chunk dataset without a B-tree.
 LIBVER = ("v110", "v110")
 #: images decoded per round of workers: bounds the compressed chunks waiting in memory.
-BLOCK = 256
+BLOCK = 512
+#: images per worker task (joblib's per-task overhead is paid once per task).
+TASK = 64
 
 _STR = h5py.string_dtype()
 
@@ -73,6 +88,8 @@ class _Packed:
     image_chunk: bytes
     mask_shape: tuple[int, ...]
     mask_chunk: bytes
+    #: channels of the PNG when it is stored as one gray channel (3: R=G=B), else 0
+    image_channels: int = 0
 
 
 def _read_checked(path: Path, expected: str) -> bytes:
@@ -82,21 +99,68 @@ def _read_checked(path: Path, expected: str) -> bytes:
     return data
 
 
+def _deflate(data: bytes) -> bytes:
+    """One zlib stream (what HDF5's gzip filter inflates), level :data:`GZIP_LEVEL`, RLE."""
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 15, 8, ZLIB_STRATEGY)
+    return z.compress(data) + z.flush()
+
+
+def up_filter(pixels: np.ndarray) -> np.ndarray:
+    """PNG's Up filter along axis 0: row 0 as is, row r minus row r - 1 (modulo 256)."""
+    out = pixels.copy()
+    np.subtract(pixels[1:], pixels[:-1], out=out[1:])
+    return out
+
+
+def up_unfilter(stored: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`up_filter` (a running sum modulo 256 down each column)."""
+    return np.cumsum(stored, axis=0, dtype=np.uint8)
+
+
 def _pack_one(job: _PackJob) -> _Packed:
-    """Decode one image and mask (as the PNG reader does) and deflate each as one chunk."""
+    """Decode one image and mask (as the PNG reader does) and deflate each as one chunk; an image
+    with three equal channels is stored as one."""
     image = imageio.decode_image(_read_checked(job.image, job.sha256_image), str(job.image))
     mask = imageio.mask_from_image(imageio.decode_image(_read_checked(job.mask, job.sha256_mask), str(job.mask)))
     if mask.shape != image.shape[:2]:
         raise DatasetError(f"{job.mask}: size {mask.shape} differs from its image {image.shape[:2]}")
-    return _Packed(job.id, image.shape, zlib.compress(image.tobytes(), GZIP_LEVEL),
-                   mask.shape, zlib.compress(mask.tobytes(), GZIP_LEVEL))
+    channels = 0
+    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
+        image, channels = np.ascontiguousarray(image[..., 0]), image.shape[2]
+    return _Packed(job.id, image.shape, _deflate(up_filter(image).tobytes()),
+                   mask.shape, _deflate(mask.tobytes()), channels)
 
 
-def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes) -> None:
-    """A uint8 dataset of one gzip chunk, stored as deflated by the worker."""
-    dset = group.create_dataset(name, shape=shape, dtype=np.uint8, chunks=shape, track_times=False,
-                                compression="gzip", compression_opts=GZIP_LEVEL)
-    dset.id.write_direct_chunk((0,) * len(shape), chunk)
+def _pack_many(jobs: list[_PackJob]) -> list[_Packed]:
+    return [_pack_one(job) for job in jobs]
+
+
+def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes, channels: int = 0) -> None:
+    """A uint8 dataset of one gzip chunk, stored as deflated by the worker; ``channels`` (when not
+    0) is recorded for an RGB image stored as its one gray channel.
+
+    Made with h5py's low-level API and a creation property list kept per shape: the high-level
+    ``create_dataset`` costs twice as much, in the single writing process."""
+    dset = h5py.h5d.create(group.id, name.encode("utf-8"), h5py.h5t.NATIVE_UINT8, h5py.h5s.create_simple(shape),
+                           dcpl=_creation_plist(shape))
+    dset.write_direct_chunk((0,) * len(shape), chunk)
+    if channels:
+        h5py.Dataset(dset).attrs["channels"] = np.uint8(channels)
+
+
+_plists: dict[tuple[int, ...], h5py.h5p.PropDCID] = {}
+
+
+def _creation_plist(shape: tuple[int, ...]) -> h5py.h5p.PropDCID:
+    """One chunk of ``shape``, gzip (deflate) level :data:`GZIP_LEVEL`, no timestamps."""
+    plist = _plists.get(shape)
+    if plist is None:
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_chunk(shape)
+        plist.set_deflate(GZIP_LEVEL)
+        plist.set_obj_track_times(False)
+        _plists[shape] = plist
+    return plist
 
 
 def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
@@ -112,9 +176,11 @@ def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[_Pack
     """Results in job order, computed a block at a time so few wait in memory."""
     with click.progressbar(length=len(jobs), label="pack", file=sys.stderr, hidden=not progress) as bar:
         for start in range(0, len(jobs), BLOCK):
-            for packed in run_jobs(_pack_one, jobs[start:start + BLOCK], n_jobs, "pack", False):
-                bar.update(1)
-                yield packed
+            block = jobs[start:start + BLOCK]
+            tasks = [block[i:i + TASK] for i in range(0, len(block), TASK)]
+            for results in run_jobs(_pack_many, tasks, n_jobs, "pack", False):
+                bar.update(len(results))
+                yield from results
 
 
 def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
@@ -152,7 +218,7 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
     try:
         with f:
             f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split,
-                            "info": info_text, "tool_version": __version__})
+                            "info": info_text, "tool_version": __version__, "image_filter": IMAGE_FILTER})
             _write_strings(f, "ids", list(rows))
             split_group = f.create_group("splits", track_times=False).create_group(split, track_times=False)
             for part, ids in lists.items():
@@ -162,7 +228,7 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
                 _write_strings(manifest, column, [row[column] for row in rows.values()])
             images, masks = (f.create_group(name, track_times=False) for name in ("images", "masks"))
             for packed in _blocks(_pack_jobs(ds, rows), n_jobs, progress):
-                _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
+                _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk, packed.image_channels)
                 _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)
         os.replace(tmp, out_file)
     except BaseException:
@@ -195,6 +261,9 @@ class H5Dataset:
             raise DatasetError(f"{self.root}: dataset format version {version} is newer than this tool reads "
                                f"({FORMAT_VERSION}); update sirst-synth")
         self.split = str(f.attrs["split"]) if split is None else split
+        self.image_filter = str(f.attrs.get("image_filter", "none"))
+        if self.image_filter not in ("none", IMAGE_FILTER):
+            raise DatasetError(f"{self.root}: unknown image_filter {self.image_filter!r}; update sirst-synth")
         have = sorted(f["splits"]) if "splits" in f else []
         if self.split not in have:
             raise DatasetError(f"{self.root}: no split {self.split!r} in the file; it has: {', '.join(have) or 'none'}")
@@ -230,23 +299,33 @@ class H5Dataset:
             raise DatasetError(f"{self.split_file(part)}: split list not found")
         return _strings(dset)
 
-    def _pixels(self, kind: str, id_: str) -> np.ndarray:
+    def _dataset(self, kind: str, id_: str) -> h5py.Dataset:
         dset = self._h5()[kind].get(id_)
         if not isinstance(dset, h5py.Dataset):
             raise DatasetError(f"{self.root}: no {kind[:-1]} for id {id_!r}")
-        return dset[()]
+        return dset
+
+    def _stored_image(self, id_: str) -> tuple[np.ndarray, int]:
+        """The image's pixels as stored (filter undone) and its PNG's channels when stored as gray."""
+        dset = self._dataset("images", id_)
+        pixels = dset[()]
+        if self.image_filter == IMAGE_FILTER:
+            pixels = up_unfilter(pixels)
+        return pixels, int(dset.attrs.get("channels", 0))
 
     def read_image(self, id_: str) -> np.ndarray:
         """uint8 image, (H, W) gray or (H, W, 3) RGB, as the PNG build's."""
-        return self._pixels("images", id_)
+        pixels, channels = self._stored_image(id_)
+        return np.repeat(pixels[:, :, None], channels, axis=2) if channels else pixels
 
     def read_gray(self, id_: str) -> np.ndarray:
-        """float32 (H, W) gray image, 0..255."""
-        return imageio.to_gray(self.read_image(id_))
+        """float32 (H, W) gray image, 0..255 (an R=G=B image's gray is read without expanding it)."""
+        pixels, _ = self._stored_image(id_)
+        return imageio.to_gray(pixels)
 
     def read_mask(self, id_: str) -> np.ndarray:
         """uint8 (H, W) mask; target pixels are > 0."""
-        return self._pixels("masks", id_)
+        return self._dataset("masks", id_)[()]
 
     def manifest(self) -> dict[str, dict[str, str]]:
         """Manifest rows by id (every column of ``manifest.COLUMNS``), in manifest order."""

@@ -119,9 +119,24 @@ def test_each_displaced_image_follows_section_3(nudt_build, nudt, train_rows):
         cell = read(nudt / "images" / f"{r['noise_source_id']}.png")[..., 0].astype(np.float64)
         row, col = int(r["noise_row"]), int(r["noise_col"])
         assert 0 < cell[row * 32:(row + 1) * 32, col * 32:(col + 1) * 32].var() < params["max_var"]
-        expected = expected_displaced(nudt, r, params["grid"])
-        assert np.array_equal(read(nudt_build / "images" / f"{r['id']}.png"), expected), r["id"]
+        expected = expected_displaced(nudt, r, params["grid"])  # NUDT-SIRST is RGB with R=G=B: so is this
+        assert expected.ndim == 3 and (expected == expected[..., :1]).all()
+        written = read(nudt_build / "images" / f"{r['id']}.png")
+        assert written.shape == expected.shape[:2], r["id"]  # what the method computes: one gray channel
+        assert np.array_equal(written, expected[..., 0]), r["id"]
         assert np.array_equal(read(nudt_build / "masks" / f"{r['id']}.png"), read(nudt / "masks" / f"{r['source_id']}.png"))
+
+
+def test_generated_images_are_8_bit_gray_and_originals_keep_their_bytes(nudt_build, nudt, rows):
+    from PIL import Image
+
+    kinds = Counter()
+    for r in rows:
+        with Image.open(nudt_build / "images" / f"{r['id']}.png") as im, \
+                Image.open(nudt_build / "masks" / f"{r['id']}.png") as mask:
+            kinds[r["kind"], im.mode, mask.mode] += 1
+    assert kinds == {("original", "RGB", "L"): 663 + 664, ("displaced", "L", "L"): sum(r["kind"] == "displaced" for r in rows),
+                     ("negative", "L", "L"): sum(r["kind"] == "negative" for r in rows)}
 
 
 def test_each_negative_is_one_rotated_window_of_its_parent(nudt_build, train_rows):

@@ -82,17 +82,39 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
 
     ds = Dataset(copy, SPLIT)
     rows = ds.manifest()
-    for id_ in all_ids(ds)[:5]:
+    for k, id_ in enumerate(all_ids(ds)[:10]):
         gray = ds.read_image(id_)
-        data = imageio.encode_png(np.dstack([gray, gray, 255 - gray]))
+        assert gray.ndim == 2
+        # 0-4: true colour; 5-9: gray stored as RGB (R=G=B, as NUDT-SIRST)
+        data = imageio.encode_png(np.dstack([gray, gray, 255 - gray]) if k < 5 else np.dstack([gray] * 3))
         (copy / "images" / f"{id_}.png").write_bytes(data)
         rows[id_]["sha256_image"] = imageio.sha256(data)
     (copy / "manifest.csv").write_text(manifest_csv(rows.values()))
     pack_dataset(copy, tmp_path / "rgb.h5", SPLIT)
     h5 = open_dataset(tmp_path / "rgb.h5")
     assert assert_same_pixels(ds, h5) == 220
-    assert h5.read_image(all_ids(ds)[0]).shape == (256, 256, 3)
-    assert h5.read_image(all_ids(ds)[5]).ndim == 2
+    ids = all_ids(ds)
+    assert h5.read_image(ids[0]).shape == h5.read_image(ids[5]).shape == (256, 256, 3)
+    assert h5.read_image(ids[10]).ndim == 2
+    assert np.array_equal(h5.read_gray(ids[5]), ds.read_gray(ids[5]))
+    with h5py.File(tmp_path / "rgb.h5") as f:  # gray is stored as one channel, whatever the PNG held
+        assert f["images"][ids[0]].shape == (256, 256, 3) and "channels" not in f["images"][ids[0]].attrs
+        assert f["images"][ids[5]].shape == (256, 256) and f["images"][ids[5]].attrs["channels"] == 3
+        assert f["images"][ids[10]].shape == (256, 256) and "channels" not in f["images"][ids[10]].attrs
+
+
+def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Path) -> None:
+    """A file of format version 1 (pixels as decoded, no filter) reads as the PNG build."""
+    old = tmp_path / "v1.h5"
+    shutil.copy(packed, old)
+    png = Dataset(build, SPLIT)
+    with h5py.File(old, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f.attrs["image_filter"]
+        for id_ in all_ids(png):
+            del f["images"][id_]
+            f["images"].create_dataset(id_, data=png.read_image(id_), chunks=True, compression="gzip")
+    assert assert_same_pixels(png, open_dataset(old)) == 220
 
 
 def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
@@ -109,7 +131,8 @@ def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
 
 def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
     with h5py.File(packed, "r") as f:
-        assert f.attrs["format"] == h5store.FORMAT and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == h5store.FORMAT and f.attrs["format_version"] == 2
+        assert f.attrs["image_filter"] == "up"
         assert f.attrs["split"] == SPLIT
         assert f.attrs["info"] == (build / "sirst-synth.json").read_text()
         ids = f["ids"].asstr()[()].tolist()
@@ -124,6 +147,13 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
                 assert dset.chunks == dset.shape  # one chunk per image
                 assert dset.compression == "gzip"
                 assert dset.id.get_num_chunks() == 1
+        # images are stored Up-filtered (the running sum down each column gives the pixels); masks as they are
+        id_ = ids[0]
+        stored = f["images"][id_][()]
+        pixels = Dataset(build, SPLIT).read_image(id_)
+        assert stored.shape == pixels.shape and not np.array_equal(stored, pixels)
+        assert np.array_equal(np.cumsum(stored, axis=0, dtype=np.uint8), pixels)
+        assert np.array_equal(f["masks"][id_][()], Dataset(build, SPLIT).read_mask(id_))
 
 
 def test_packing_is_deterministic_for_any_worker_count(build: Path, packed: Path, tmp_path: Path) -> None:
@@ -258,6 +288,8 @@ def test_nudt_build_packs_every_image(nudt_build: Path, tmp_path: Path) -> None:
     assert h5.manifest() == png.manifest()
     assert assert_same_pixels(png, h5) == 6226
     assert h5.read_image(h5.ids("test")[0]).shape == (256, 256, 3)  # NUDT-SIRST: gray stored as RGB
+    png_bytes = sum(p.stat().st_size for p in nudt_build.rglob("*") if p.is_file())
+    assert summary["bytes"] <= png_bytes  # gray stored as one channel: no larger than the PNG folder
 
 
 def test_build_format_h5_round_trips_to_the_png_build(build: Path, tmp_path: Path) -> None:
