@@ -174,15 +174,25 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return encode_png(mask, MASK_PNG)
 
 
-def gray_u8(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) gray from uint8 gray or RGB: the image itself, the channel of an R=G=B image,
-    else :func:`to_gray` rounded to nearest (what the method computes on)."""
+def method_gray(image: np.ndarray) -> np.ndarray:
+    """The gray image the method computes on (SPEC sections 2-3), from uint8 gray or RGB: uint8
+    (H, W) for a gray image and for the channel of an R=G=B one (exact), else float32
+    :func:`to_gray` (ITU-R 601 weights), so that a colour source is rounded once, after mixing."""
     if image.ndim == 2:
         return image
     r = image[..., 0]
     if np.array_equal(r, image[..., 1]) and np.array_equal(r, image[..., 2]):
         return np.ascontiguousarray(r)
-    return np.clip(np.rint(to_gray(image)), 0, 255).astype(np.uint8)
+    return to_gray(image)
+
+
+def gray_u8(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) gray from uint8 gray or RGB, or from a float :func:`method_gray`: the image
+    itself, the channel of an R=G=B image, else the 601 gray rounded to nearest."""
+    gray = method_gray(image) if image.dtype == np.uint8 else image
+    if gray.dtype == np.uint8:
+        return gray
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

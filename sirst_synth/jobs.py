@@ -4,7 +4,7 @@ A record holds every decision already made (which image, which noise patch, whic
 wanted, output ids); a worker reads its own inputs, writes its own outputs under temporary names,
 and returns only manifest rows. Workers never draw random numbers.
 
-A worker keeps the train images it has decoded (as 8-bit gray, with their masks) in a small
+A worker keeps the train images it has decoded (as the method's gray, with their masks) in a small
 per-process cache, :data:`SOURCES`, filled by the source scan and by earlier units: a unit
 decodes its input only when this worker has not kept it. Entries are keyed by the files' paths,
 sizes and modification times, so a changed file is decoded again; outputs never depend on hits.
@@ -81,8 +81,8 @@ CACHE_BYTES = 256 * 2**20
 
 
 class SourceCache:
-    """Decoded train images (uint8 gray) and masks by file, least recently used dropped first
-    once ``limit`` bytes are held."""
+    """Decoded train images (:func:`imageio.method_gray`) and masks by file, least recently used
+    dropped first once ``limit`` bytes are held."""
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
@@ -130,19 +130,20 @@ SOURCES = SourceCache()
 
 
 def keep_source(ds: Dataset, id_: str, image: np.ndarray, mask: np.ndarray) -> None:
-    """Keep a train image just decoded (any layout; stored as 8-bit gray) and its (H, W) mask."""
-    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.gray_u8(image), mask)
+    """Keep a train image just decoded (any layout; kept as its method gray) and its (H, W) mask."""
+    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.method_gray(image), mask)
 
 
 def source_pixels(ds: Dataset, id_: str) -> tuple[np.ndarray, np.ndarray]:
-    """8-bit gray image and (H, W) mask of ``id_``: kept by this worker, or decoded once and kept.
-    The arrays are read-only (shared with the cache)."""
+    """Gray image (:func:`imageio.method_gray`: uint8, or float32 for a colour source) and (H, W)
+    mask of ``id_``: kept by this worker, or decoded once and kept. The arrays are read-only
+    (shared with the cache)."""
     image_path, mask_path = ds.image_path(id_), ds.mask_path(id_)
     key = SourceCache.key(image_path, mask_path)
     kept = SOURCES.get(key)
     if kept is not None:
         return kept
-    gray = imageio.gray_u8(imageio.read_image(image_path))
+    gray = imageio.method_gray(imageio.read_image(image_path))
     mask = imageio.mask_from_image(imageio.decode_image(imageio.read_bytes(mask_path), str(mask_path)))
     SOURCES.put(key, gray, mask)
     return SOURCES.get(key) or (gray, mask)
@@ -164,8 +165,8 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
 def run_unit(job: UnitJob, place: Place) -> list[Row]:
     """Execute a unit; rows in output order: the displaced image (if any), then its negatives.
 
-    Images are computed and written as 8-bit gray (``job.channels`` 3: R=G=B); masks, the
-    displaced image's included, are written by :func:`imageio.encode_mask`."""
+    Images are computed on the source's gray and written as 8-bit gray (``job.channels`` 3:
+    R=G=B); masks, the displaced image's included, are written by :func:`imageio.encode_mask`."""
     imageio.check_channels(job.channels)
     image, mask = source_pixels(place.src, job.input_id)
     rows = []
@@ -179,6 +180,8 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
         )
         rows.append(_write_pair(place.out, job.out_id, imageio.encode_image(image, job.channels),
                                 imageio.encode_mask(mask), base_row))
+    else:
+        image = imageio.gray_u8(image)  # negatives of the input itself: a colour source's gray, rounded
     if job.s is not None:
         for neg in negatives(image, mask, find_targets(mask), job.s):
             row = {

@@ -85,7 +85,7 @@ def test_opencv_fast_path_decodes_exactly_what_pillow_does():
 def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values():
     from io import BytesIO
 
-    from sirst_synth.imageio import encode_image, encode_mask, gray_u8
+    from sirst_synth.imageio import encode_image, encode_mask, gray_u8, method_gray
 
     gray = np.random.default_rng(2).integers(0, 256, (7, 11), dtype=np.uint8)
     one, three = Image.open(BytesIO(encode_image(gray))), Image.open(BytesIO(encode_image(gray, 3)))
@@ -105,3 +105,7 @@ def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values
     assert np.array_equal(gray_u8(rgb), gray) and gray_u8(gray) is gray
     colour = np.dstack([gray, 255 - gray, gray // 2])
     assert np.array_equal(gray_u8(colour), np.clip(np.rint(to_gray(colour)), 0, 255).astype(np.uint8))
+    # the method's gray: exact uint8 for gray and R=G=B, float for colour (rounded once, after mixing)
+    assert method_gray(rgb).dtype == np.uint8 and np.array_equal(method_gray(rgb), gray)
+    assert method_gray(colour).dtype == np.float32 and np.array_equal(method_gray(colour), to_gray(colour))
+    assert np.array_equal(gray_u8(method_gray(colour)), gray_u8(colour))
