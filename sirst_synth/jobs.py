@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sirst_synth import imageio
@@ -25,7 +26,7 @@ from sirst_synth.manifest import Row
 from sirst_synth.negatives import negatives
 from sirst_synth.noisebank import cached_bank
 from sirst_synth.plan import negative_id
-from sirst_synth.targets import find_targets
+from sirst_synth.targets import Target, find_targets
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,23 @@ class UnitJob:
 CACHE_BYTES = 256 * 2**20
 
 
+@dataclass(frozen=True)
+class Source:
+    """A train image as a unit starts from: its gray (read-only), mask (read-only) and targets."""
+
+    gray: np.ndarray
+    mask: np.ndarray
+    targets: tuple[Target, ...]
+
+
 class SourceCache:
-    """Decoded train images (:func:`imageio.method_gray`) and masks by file, least recently used
-    dropped first once ``limit`` bytes are held."""
+    """Decoded train images (:func:`imageio.method_gray`), masks and the masks' targets by file,
+    least recently used dropped first once ``limit`` bytes are held."""
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
         self.held = 0
-        self._items: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._items: OrderedDict[tuple, Source] = OrderedDict()
 
     @staticmethod
     def key(image_path: Path, mask_path: Path) -> tuple | None:
@@ -98,24 +108,24 @@ class SourceCache:
             return None
         return (os.fspath(image_path), a.st_size, a.st_mtime_ns, os.fspath(mask_path), b.st_size, b.st_mtime_ns)
 
-    def get(self, key: tuple | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def get(self, key: tuple | None) -> Source | None:
         if key is None or key not in self._items:
             return None
         self._items.move_to_end(key)
         return self._items[key]
 
-    def put(self, key: tuple | None, gray: np.ndarray, mask: np.ndarray) -> None:
-        """Keep read-only views of ``gray`` and ``mask`` under ``key`` (nothing when None)."""
+    def put(self, key: tuple | None, gray: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
+        """Keep read-only views of ``gray`` and ``mask``, and ``targets``, under ``key`` (nothing when None)."""
         size = gray.nbytes + mask.nbytes
         if key is None or key in self._items or size > self.limit:
             return
         gray, mask = gray.view(), mask.view()
         gray.flags.writeable = mask.flags.writeable = False
-        self._items[key] = (gray, mask)
+        self._items[key] = Source(gray, mask, tuple(targets))
         self.held += size
         while self.held > self.limit:
-            _, (g, m) = self._items.popitem(last=False)
-            self.held -= g.nbytes + m.nbytes
+            _, old = self._items.popitem(last=False)
+            self.held -= old.gray.nbytes + old.mask.nbytes
 
     def __len__(self) -> int:
         return len(self._items)
@@ -129,15 +139,16 @@ class SourceCache:
 SOURCES = SourceCache()
 
 
-def keep_source(ds: Dataset, id_: str, image: np.ndarray, mask: np.ndarray) -> None:
-    """Keep a train image just decoded (any layout; kept as its method gray) and its (H, W) mask."""
-    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.method_gray(image), mask)
+def keep_source(ds: Dataset, id_: str, image: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
+    """Keep a train image just decoded (any layout; kept as its method gray), its (H, W) mask and
+    the mask's targets."""
+    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.method_gray(image), mask, targets)
 
 
-def source_pixels(ds: Dataset, id_: str) -> tuple[np.ndarray, np.ndarray]:
-    """Gray image (:func:`imageio.method_gray`: uint8, or float32 for a colour source) and (H, W)
-    mask of ``id_``: kept by this worker, or decoded once and kept. The arrays are read-only
-    (shared with the cache)."""
+def source_pixels(ds: Dataset, id_: str) -> Source:
+    """Gray image (:func:`imageio.method_gray`: uint8, or float32 for a colour source), (H, W)
+    mask and targets of ``id_``: kept by this worker, or decoded once and kept. The arrays are
+    read-only (shared with the cache)."""
     image_path, mask_path = ds.image_path(id_), ds.mask_path(id_)
     key = SourceCache.key(image_path, mask_path)
     kept = SOURCES.get(key)
@@ -145,8 +156,21 @@ def source_pixels(ds: Dataset, id_: str) -> tuple[np.ndarray, np.ndarray]:
         return kept
     gray = imageio.method_gray(imageio.read_image(image_path))
     mask = imageio.mask_from_image(imageio.decode_image(imageio.read_bytes(mask_path), str(mask_path)))
-    SOURCES.put(key, gray, mask)
-    return SOURCES.get(key) or (gray, mask)
+    targets = find_targets(mask)
+    SOURCES.put(key, gray, mask, targets)
+    return SOURCES.get(key) or Source(gray, mask, tuple(targets))
+
+
+_one_thread = False
+
+
+def one_opencv_thread() -> None:
+    """Run OpenCV single-threaded in this process (once): the parallelism is the worker processes';
+    OpenCV's own threads on images this small only contend with the other workers for the cores."""
+    global _one_thread
+    if not _one_thread:
+        cv2.setNumThreads(1)
+        _one_thread = True
 
 
 def _write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
@@ -168,7 +192,9 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
     Images are computed on the source's gray and written as 8-bit gray (``job.channels`` 3:
     R=G=B); masks, the displaced image's included, are written by :func:`imageio.encode_mask`."""
     imageio.check_channels(job.channels)
-    image, mask = source_pixels(place.src, job.input_id)
+    one_opencv_thread()
+    source = source_pixels(place.src, job.input_id)
+    image, mask = source.gray, source.mask
     rows = []
     base_row = dict(job.row)
     if job.noise is not None:
@@ -183,7 +209,7 @@ def run_unit(job: UnitJob, place: Place) -> list[Row]:
     else:
         image = imageio.gray_u8(image)  # negatives of the input itself: a colour source's gray, rounded
     if job.s is not None:
-        for neg in negatives(image, mask, find_targets(mask), job.s):
+        for neg in negatives(image, mask, list(source.targets), job.s):
             row = {
                 **base_row, "kind": "negative", "group": job.out_id, "target": str(neg.target.label),
                 "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(job.s), "k": str(neg.k),

@@ -16,7 +16,7 @@ import numpy as np
 
 from sirst_synth import imageio
 from sirst_synth.dataset import Dataset
-from sirst_synth.jobs import keep_source
+from sirst_synth.jobs import keep_source, one_opencv_thread
 from sirst_synth.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.noisebank import NoiseBankWriter
 from sirst_synth.parallel import run_jobs
@@ -97,6 +97,7 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     bad = id_problem(job.id)
     if bad:
         return None, Problem(job.id, job.part, bad), [], []
+    one_opencv_thread()
     try:
         image_bytes = imageio.read_bytes(ds.image_path(job.id))
         image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
@@ -109,12 +110,13 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
     values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
     odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
+    targets = find_targets(mask)
     record = SourceRecord(
-        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
+        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
     if job.part == "train":
-        keep_source(ds, job.id, image, mask)
+        keep_source(ds, job.id, image, mask, targets)
     if not job.sample:
         return record, None, [], []
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used

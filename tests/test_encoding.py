@@ -24,6 +24,7 @@ from sirst_synth.dataset import Dataset
 from sirst_synth.jobs import NoiseDraw, Place, SourceCache, UnitJob, run_unit
 from sirst_synth.manifest import new_row
 from sirst_synth.noisebank import NoiseBank
+from sirst_synth.targets import find_targets
 
 SPLIT = "50_50"
 
@@ -132,9 +133,10 @@ def test_kept_sources_never_change_the_output(unit_place, tmp_path: Path) -> Non
         for folder in ("images", "masks"):
             a = (tmp_path / "cold" / folder / f"{r['id']}.png").read_bytes()
             assert a == (tmp_path / "warm" / folder / f"{r['id']}.png").read_bytes()
-    gray, mask = jobs.source_pixels(place.src, id_)
-    assert not gray.flags.writeable and not mask.flags.writeable  # a unit cannot alter a kept image
-    assert np.array_equal(gray, imageio.method_gray(imageio.read_image(place.src.image_path(id_))))
+    kept = jobs.source_pixels(place.src, id_)
+    assert not kept.gray.flags.writeable and not kept.mask.flags.writeable  # a unit cannot alter a kept image
+    assert np.array_equal(kept.gray, imageio.method_gray(imageio.read_image(place.src.image_path(id_))))
+    assert kept.targets == tuple(find_targets(imageio.read_mask(place.src.mask_path(id_))))
 
 
 def test_the_cache_drops_changed_files_and_the_least_recently_used(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_the_cache_drops_changed_files_and_the_least_recently_used(tmp_path: Pat
     mask.write_bytes(b"2")
     cache = SourceCache(limit=3 * 16)
     key = SourceCache.key(image, mask)
-    cache.put(key, np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8))
+    cache.put(key, np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8), [])
     assert cache.get(key) is not None and cache.held == 16
     image.write_bytes(b"12")  # another size: another key
     os.utime(mask, ns=(1, 1))
@@ -151,8 +153,8 @@ def test_the_cache_drops_changed_files_and_the_least_recently_used(tmp_path: Pat
     assert SourceCache.key(tmp_path / "missing.png", mask) is None
     for n in range(1, 4):
         cache.get(key)  # the first entry stays in use
-        cache.put((n,), np.full((2, 4), n, np.uint8), np.zeros((2, 4), np.uint8))
+        cache.put((n,), np.full((2, 4), n, np.uint8), np.zeros((2, 4), np.uint8), [])
     assert cache.held <= cache.limit and len(cache) == 3
     assert cache.get(key) is not None and cache.get((1,)) is None  # least recently used went first
-    cache.put((9,), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))  # larger than the limit: not kept
+    cache.put((9,), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), [])  # larger than the limit: not kept
     assert cache.get((9,)) is None
