@@ -6,22 +6,24 @@ Layout (format ``sirst-synth-dataset``, version 2):
                                   pixels ``imageio.read_image`` returns for the PNG build's
                                   images/<id>.png, rows stored Up-filtered (see below). A PNG with
                                   three equal channels (R=G=B, as NUDT-SIRST's originals) is
-                                  stored as its one gray channel, with the attribute
-                                  ``channels`` = 3; the reader repeats it.
+                                  stored as its one gray channel; the reader repeats it.
     masks/<id>                    uint8 (H, W): what ``imageio.read_mask`` returns, as is
     ids                           str (n,): every id, in manifest order
+    image_channels                uint8 (n,), per id: 3 for an R=G=B PNG stored as one channel,
+                                  else 0 (stored as decoded)
     splits/<split>/train, test    str: the split lists, in list order
     manifest/<column>             str (n,): one per ``manifest.COLUMNS``, rows in manifest order
     attrs: format, format_version, split (the default split), info (the sirst-synth.json text),
            tool_version, image_filter ("up")
 
 Up filter (PNG's): stored row 0 is pixel row 0, stored row r is row r minus row r - 1 modulo
-256; ``np.cumsum(stored, axis=0, dtype=np.uint8)`` gives the pixels back. It halves the deflated
+256; ``np.cumsum(stored, axis=0, dtype=np.uint8)`` gives the pixels back (the reader uses
+OpenCV's integral image, three times faster). It halves the deflated
 size of noisy infrared images, so the file is no larger than the PNG folder. Version 1 files
 (no filter, gray-as-RGB stored as three channels) are still read.
 
 Pixels are stored decoded, one deflated chunk per image (zlib level 1, run-length matches), so a
-training read is one chunk read, one inflate and one running sum. Workers decode the PNGs and
+training read is one chunk read, one inflate and one running sum down the columns. Workers decode the PNGs and
 deflate the chunks; the parent is the single writer and stores the finished chunks in order
 (``write_direct_chunk``), so the file is the same bytes for any number of workers. The file is
 written under a temporary name and renamed into place when complete.
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cv2
 import h5py
 import numpy as np
 
@@ -113,8 +116,17 @@ def up_filter(pixels: np.ndarray) -> np.ndarray:
 
 
 def up_unfilter(stored: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`up_filter` (a running sum modulo 256 down each column)."""
-    return np.cumsum(stored, axis=0, dtype=np.uint8)
+    """The inverse of :func:`up_filter`: a running sum modulo 256 down each column.
+
+    Computed from OpenCV's integral image (exact: 32-bit sums while they cannot overflow, else
+    64-bit floats), three times faster than ``np.cumsum`` on uint8."""
+    flat = stored.reshape(stored.shape[0], -1)  # (H, W * C): columns of every channel side by side
+    exact_int32 = flat.size * 255 < 2**31
+    total = cv2.integral(flat, sdepth=cv2.CV_32S if exact_int32 else cv2.CV_64F)
+    columns = total[1:, 1:] - total[1:, :-1]
+    if not exact_int32:
+        columns = np.mod(columns, 256)
+    return columns.astype(np.uint8).reshape(stored.shape)
 
 
 def _pack_one(job: _PackJob) -> _Packed:
@@ -135,17 +147,14 @@ def _pack_many(jobs: list[_PackJob]) -> list[_Packed]:
     return [_pack_one(job) for job in jobs]
 
 
-def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes, channels: int = 0) -> None:
-    """A uint8 dataset of one gzip chunk, stored as deflated by the worker; ``channels`` (when not
-    0) is recorded for an RGB image stored as its one gray channel.
+def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes) -> None:
+    """A uint8 dataset of one gzip chunk, stored as deflated by the worker.
 
     Made with h5py's low-level API and a creation property list kept per shape: the high-level
     ``create_dataset`` costs twice as much, in the single writing process."""
     dset = h5py.h5d.create(group.id, name.encode("utf-8"), h5py.h5t.NATIVE_UINT8, h5py.h5s.create_simple(shape),
                            dcpl=_creation_plist(shape))
     dset.write_direct_chunk((0,) * len(shape), chunk)
-    if channels:
-        h5py.Dataset(dset).attrs["channels"] = np.uint8(channels)
 
 
 _plists: dict[tuple[int, ...], h5py.h5p.PropDCID] = {}
@@ -227,9 +236,12 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
             for column in COLUMNS:
                 _write_strings(manifest, column, [row[column] for row in rows.values()])
             images, masks = (f.create_group(name, track_times=False) for name in ("images", "masks"))
-            for packed in _blocks(_pack_jobs(ds, rows), n_jobs, progress):
-                _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk, packed.image_channels)
+            channels = np.zeros(len(rows), np.uint8)
+            for k, packed in enumerate(_blocks(_pack_jobs(ds, rows), n_jobs, progress)):
+                _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
                 _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)
+                channels[k] = packed.image_channels
+            f.create_dataset("image_channels", data=channels, track_times=False)
         os.replace(tmp, out_file)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -262,6 +274,7 @@ class H5Dataset:
                                f"({FORMAT_VERSION}); update sirst-synth")
         self.split = str(f.attrs["split"]) if split is None else split
         self.image_filter = str(f.attrs.get("image_filter", "none"))
+        self._channels: dict[str, int] | None = None
         if self.image_filter not in ("none", IMAGE_FILTER):
             raise DatasetError(f"{self.root}: unknown image_filter {self.image_filter!r}; update sirst-synth")
         have = sorted(f["splits"]) if "splits" in f else []
@@ -280,6 +293,16 @@ class H5Dataset:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_pid": -1}
+
+    def _image_channels(self, id_: str) -> int:
+        """3 for an R=G=B image stored as one channel, else 0 (read once per process)."""
+        if self._channels is None:
+            f = self._h5()
+            if "image_channels" in f:
+                self._channels = dict(zip(_strings(f["ids"]), f["image_channels"][()].tolist()))
+            else:  # version 1: every image stored as decoded
+                self._channels = {}
+        return self._channels.get(id_, 0)
 
     def __repr__(self) -> str:
         return f"H5Dataset({str(self.root)!r}, split={self.split!r})"
@@ -307,11 +330,10 @@ class H5Dataset:
 
     def _stored_image(self, id_: str) -> tuple[np.ndarray, int]:
         """The image's pixels as stored (filter undone) and its PNG's channels when stored as gray."""
-        dset = self._dataset("images", id_)
-        pixels = dset[()]
+        pixels = self._dataset("images", id_)[()]
         if self.image_filter == IMAGE_FILTER:
             pixels = up_unfilter(pixels)
-        return pixels, int(dset.attrs.get("channels", 0))
+        return pixels, self._image_channels(id_)
 
     def read_image(self, id_: str) -> np.ndarray:
         """uint8 image, (H, W) gray or (H, W, 3) RGB, as the PNG build's."""

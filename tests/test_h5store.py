@@ -98,9 +98,10 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
     assert h5.read_image(ids[10]).ndim == 2
     assert np.array_equal(h5.read_gray(ids[5]), ds.read_gray(ids[5]))
     with h5py.File(tmp_path / "rgb.h5") as f:  # gray is stored as one channel, whatever the PNG held
-        assert f["images"][ids[0]].shape == (256, 256, 3) and "channels" not in f["images"][ids[0]].attrs
-        assert f["images"][ids[5]].shape == (256, 256) and f["images"][ids[5]].attrs["channels"] == 3
-        assert f["images"][ids[10]].shape == (256, 256) and "channels" not in f["images"][ids[10]].attrs
+        channels = dict(zip(f["ids"].asstr()[()].tolist(), f["image_channels"][()].tolist()))
+        assert f["images"][ids[0]].shape == (256, 256, 3) and channels[ids[0]] == 0
+        assert f["images"][ids[5]].shape == (256, 256) and channels[ids[5]] == 3
+        assert f["images"][ids[10]].shape == (256, 256) and channels[ids[10]] == 0
 
 
 def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Path) -> None:
@@ -110,11 +111,22 @@ def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Pat
     png = Dataset(build, SPLIT)
     with h5py.File(old, "r+") as f:
         f.attrs["format_version"] = 1
-        del f.attrs["image_filter"]
+        del f.attrs["image_filter"], f["image_channels"]
         for id_ in all_ids(png):
             del f["images"][id_]
             f["images"].create_dataset(id_, data=png.read_image(id_), chunks=True, compression="gzip")
     assert assert_same_pixels(png, open_dataset(old)) == 220
+
+
+def test_up_filter_round_trips_any_size_and_layout() -> None:
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1), (1, 7), (9, 1), (256, 256), (5, 6, 3), (300, 301)):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        stored = h5store.up_filter(pixels)
+        assert np.array_equal(stored, np.diff(pixels, axis=0, prepend=np.zeros_like(pixels[:1])).astype(np.uint8))
+        assert np.array_equal(h5store.up_unfilter(stored), pixels)
+    big = rng.integers(0, 256, (3000, 3000), dtype=np.uint8)  # sums past 2**31: the 64-bit path
+    assert np.array_equal(h5store.up_unfilter(h5store.up_filter(big)), big)
 
 
 def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
@@ -153,6 +165,7 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
         pixels = Dataset(build, SPLIT).read_image(id_)
         assert stored.shape == pixels.shape and not np.array_equal(stored, pixels)
         assert np.array_equal(np.cumsum(stored, axis=0, dtype=np.uint8), pixels)
+        assert f["image_channels"].dtype == np.uint8 and f["image_channels"].shape == (len(ids),)
         assert np.array_equal(f["masks"][id_][()], Dataset(build, SPLIT).read_mask(id_))
 
 
