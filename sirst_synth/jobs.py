@@ -139,10 +139,10 @@ class SourceCache:
 SOURCES = SourceCache()
 
 
-def keep_source(ds: Dataset, id_: str, image: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
-    """Keep a train image just decoded (any layout; kept as its method gray), its (H, W) mask and
-    the mask's targets."""
-    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), imageio.method_gray(image), mask, targets)
+def keep_source(ds: Dataset, id_: str, gray: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
+    """Keep a train image just decoded, as its :func:`imageio.method_gray`, with its (H, W) mask
+    and the mask's targets."""
+    SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), gray, mask, targets)
 
 
 def source_pixels(ds: Dataset, id_: str) -> Source:

@@ -115,13 +115,15 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
-    if job.part == "train":
-        keep_source(ds, job.id, image, mask, targets)
+    if job.part != "train":
+        return record, None, [], []
+    gray = imageio.method_gray(image)  # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
+    keep_source(ds, job.id, gray, mask, targets)
     if not job.sample:
         return record, None, [], []
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
         return record, None, [], []
-    gray = imageio.to_gray(image)
+    gray = gray.astype(np.float32, copy=False)
     regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
     return record, None, regions, [crop(gray, r.box) for r in regions]
 
