@@ -2,31 +2,33 @@
 
 Layout (format ``sirst-synth-dataset``, version 2):
 
-    images/<id>                   uint8 (H, W) for a gray image, (H, W, 3) for a colour one: the
-                                  pixels ``imageio.read_image`` returns for the PNG build's
-                                  images/<id>.png, rows stored Up-filtered (see below). A PNG with
-                                  three equal channels (R=G=B, as NUDT-SIRST's originals) is
-                                  stored as its one gray channel; the reader repeats it.
-    masks/<id>                    uint8 (H, W): what ``imageio.read_mask`` returns, as is
+    images/<id>                   uint8 (H, X + 1): the image's PNG scanlines, each row a filter-type
+                                  byte (2, Up) then the row Up-filtered (see below); X = W for a
+                                  gray image, 3 W for a colour one (R, G, B interleaved)
+    masks/<id>                    uint8 (H, W + 1): the mask's PNG scanlines, each row a filter-type
+                                  byte (0, None) then the mask row as ``imageio.read_mask`` returns it
+    image_layout                  uint8 (n,), per id: 0 gray, 1 gray from a PNG with three equal
+                                  channels (R=G=B, as NUDT-SIRST's originals; read as (H, W, 3)),
+                                  2 colour
     ids                           str (n,): every id, in manifest order
-    image_channels                uint8 (n,), per id: 3 for an R=G=B PNG stored as one channel,
-                                  else 0 (stored as decoded)
     splits/<split>/train, test    str: the split lists, in list order
     manifest/<column>             str (n,): one per ``manifest.COLUMNS``, rows in manifest order
     attrs: format, format_version, split (the default split), info (the sirst-synth.json text),
-           tool_version, image_filter ("up")
+           tool_version
 
 Up filter (PNG's): stored row 0 is pixel row 0, stored row r is row r minus row r - 1 modulo
-256; ``np.cumsum(stored, axis=0, dtype=np.uint8)`` gives the pixels back (the reader uses
-OpenCV's integral image, three times faster). It halves the deflated
-size of noisy infrared images, so the file is no larger than the PNG folder. Version 1 files
-(no filter, gray-as-RGB stored as three channels) are still read.
+256; ``np.cumsum(stored[:, 1:], axis=0, dtype=np.uint8)`` gives the pixels back (the reader uses
+OpenCV's integral image, three times faster). It halves the deflated size of noisy infrared
+images, so the file is no larger than the PNG folder, and it is how the build's own PNGs are
+filtered: their compressed scanlines (the PNG's IDAT stream) are stored as they are, without
+decoding or compressing them again. Other PNGs (copied originals) are decoded, filtered and
+deflated (zlib level 1, run-length matches). Gray is stored as one channel whatever the PNG held.
 
-Pixels are stored decoded, one deflated chunk per image (zlib level 1, run-length matches), so a
-training read is one chunk read, one inflate and one running sum down the columns. Workers decode the PNGs and
-deflate the chunks; the parent is the single writer and stores the finished chunks in order
-(``write_direct_chunk``), so the file is the same bytes for any number of workers. The file is
-written under a temporary name and renamed into place when complete.
+One chunk per image, so a training read is one chunk read, one inflate and one running sum down
+the columns. Workers prepare the chunks; the parent is the single writer and stores them in
+order (``write_direct_chunk``), so the file is the same bytes for any number of workers. The file
+is written under a temporary name and renamed into place when complete. Version 1 files (pixels
+as decoded, gray-as-RGB stored as three channels) are still read.
 
 :class:`H5Dataset` reads the file with the interface of :class:`sirst_synth.dataset.Dataset`;
 it opens its HDF5 handle lazily in each process, so it works in DataLoader workers.
@@ -57,10 +59,12 @@ FORMAT = "sirst-synth-dataset"
 FORMAT_VERSION = 2
 #: deflate level of the pixel chunks (1: 10 % larger than 4, a third less CPU to write; reads equal).
 GZIP_LEVEL = 1
-#: zlib strategy of the pixel chunks: run-length matches only (as the PNG images; a plain inflate reads it).
+#: zlib strategy of the chunks it deflates: run-length matches only (as the build's PNGs).
 ZLIB_STRATEGY = zlib.Z_RLE
-#: how image rows are stored (format version 2 on): "up", PNG's Up filter.
-IMAGE_FILTER = "up"
+#: PNG filter types of the stored scanlines.
+UP, NONE = 2, 0
+#: values of ``image_layout``.
+GRAY, GRAY_AS_RGB, RGB = 0, 1, 2
 #: HDF5 file format bounds: v110 (HDF5 >= 1.10) stores a single-chunk dataset without a B-tree.
 LIBVER = ("v110", "v110")
 #: images decoded per round of workers: bounds the compressed chunks waiting in memory.
@@ -91,8 +95,7 @@ class _Packed:
     image_chunk: bytes
     mask_shape: tuple[int, ...]
     mask_chunk: bytes
-    #: channels of the PNG when it is stored as one gray channel (3: R=G=B), else 0
-    image_channels: int = 0
+    image_layout: int = GRAY
 
 
 def _read_checked(path: Path, expected: str) -> bytes:
@@ -129,18 +132,74 @@ def up_unfilter(stored: np.ndarray) -> np.ndarray:
     return columns.astype(np.uint8).reshape(stored.shape)
 
 
+def png_scanlines(data: bytes, filter_type: int) -> tuple[int, int, bytes] | None:
+    """(height, width, zlib stream of the scanlines) of an 8-bit gray, non-interlaced PNG whose every
+    row uses ``filter_type``; None for any other PNG (or a damaged one)."""
+    if data[:8] != imageio._PNG_SIGNATURE:
+        return None
+    pos, idat, header = 8, [], None
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None or len(header) != 13 or not idat:
+        return None
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, colour, compression, filtering, interlace = header[8:13]
+    if (depth, colour, compression, filtering, interlace) != (8, 0, 0, 0, 0):
+        return None
+    stream = b"".join(idat)
+    try:
+        raw = zlib.decompress(stream)
+    except zlib.error:
+        return None
+    if len(raw) != height * (width + 1) or raw[::width + 1] != bytes([filter_type]) * height:
+        return None
+    return height, width, stream
+
+
+def _scanlines(rows: np.ndarray, filter_type: int) -> bytes:
+    """Deflated PNG-style scanlines of (H, X) rows already filtered with ``filter_type``."""
+    lines = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+    lines[:, 0] = filter_type
+    lines[:, 1:] = rows
+    return _deflate(lines.tobytes())
+
+
 def _pack_one(job: _PackJob) -> _Packed:
-    """Decode one image and mask (as the PNG reader does) and deflate each as one chunk; an image
-    with three equal channels is stored as one."""
-    image = imageio.decode_image(_read_checked(job.image, job.sha256_image), str(job.image))
-    mask = imageio.mask_from_image(imageio.decode_image(_read_checked(job.mask, job.sha256_mask), str(job.mask)))
-    if mask.shape != image.shape[:2]:
-        raise DatasetError(f"{job.mask}: size {mask.shape} differs from its image {image.shape[:2]}")
-    channels = 0
-    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
-        image, channels = np.ascontiguousarray(image[..., 0]), image.shape[2]
-    return _Packed(job.id, image.shape, _deflate(up_filter(image).tobytes()),
-                   mask.shape, _deflate(mask.tobytes()), channels)
+    """One image and mask as stored chunks: the build's own PNGs' scanlines as they are, other
+    PNGs decoded (as the PNG reader does), filtered and deflated; gray stored as one channel."""
+    image_png = _read_checked(job.image, job.sha256_image)
+    mask_png = _read_checked(job.mask, job.sha256_mask)
+    layout = GRAY
+    fast = png_scanlines(image_png, UP)
+    if fast is not None:
+        height, width, image_chunk = fast
+        image_shape = (height, width + 1)
+    else:
+        image = imageio.decode_image(image_png, str(job.image))
+        if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
+            image, layout = np.ascontiguousarray(image[..., 0]), GRAY_AS_RGB
+        elif image.ndim == 3:
+            layout = RGB
+        height, width = image.shape[:2]
+        rows = image.reshape(height, -1)
+        image_shape, image_chunk = (height, rows.shape[1] + 1), _scanlines(up_filter(rows), UP)
+    fast = png_scanlines(mask_png, NONE)
+    if fast is not None:
+        mask_size, mask_chunk = fast[:2], fast[2]
+    else:
+        mask = imageio.mask_from_image(imageio.decode_image(mask_png, str(job.mask)))
+        mask_size, mask_chunk = mask.shape, _scanlines(mask, NONE)
+    if tuple(mask_size) != (height, width):
+        raise DatasetError(f"{job.mask}: size {tuple(mask_size)} differs from its image {(height, width)}")
+    return _Packed(job.id, image_shape, image_chunk, (height, width + 1), mask_chunk, layout)
 
 
 def _pack_many(jobs: list[_PackJob]) -> list[_Packed]:
@@ -227,7 +286,7 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
     try:
         with f:
             f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split,
-                            "info": info_text, "tool_version": __version__, "image_filter": IMAGE_FILTER})
+                            "info": info_text, "tool_version": __version__})
             _write_strings(f, "ids", list(rows))
             split_group = f.create_group("splits", track_times=False).create_group(split, track_times=False)
             for part, ids in lists.items():
@@ -236,12 +295,12 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
             for column in COLUMNS:
                 _write_strings(manifest, column, [row[column] for row in rows.values()])
             images, masks = (f.create_group(name, track_times=False) for name in ("images", "masks"))
-            channels = np.zeros(len(rows), np.uint8)
+            layout = np.zeros(len(rows), np.uint8)
             for k, packed in enumerate(_blocks(_pack_jobs(ds, rows), n_jobs, progress)):
                 _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
                 _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)
-                channels[k] = packed.image_channels
-            f.create_dataset("image_channels", data=channels, track_times=False)
+                layout[k] = packed.image_layout
+            f.create_dataset("image_layout", data=layout, track_times=False)
         os.replace(tmp, out_file)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -273,10 +332,8 @@ class H5Dataset:
             raise DatasetError(f"{self.root}: dataset format version {version} is newer than this tool reads "
                                f"({FORMAT_VERSION}); update sirst-synth")
         self.split = str(f.attrs["split"]) if split is None else split
-        self.image_filter = str(f.attrs.get("image_filter", "none"))
-        self._channels: dict[str, int] | None = None
-        if self.image_filter not in ("none", IMAGE_FILTER):
-            raise DatasetError(f"{self.root}: unknown image_filter {self.image_filter!r}; update sirst-synth")
+        self.version = int(version)
+        self._layout: dict[str, int] | None = None
         have = sorted(f["splits"]) if "splits" in f else []
         if self.split not in have:
             raise DatasetError(f"{self.root}: no split {self.split!r} in the file; it has: {', '.join(have) or 'none'}")
@@ -294,15 +351,12 @@ class H5Dataset:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_pid": -1}
 
-    def _image_channels(self, id_: str) -> int:
-        """3 for an R=G=B image stored as one channel, else 0 (read once per process)."""
-        if self._channels is None:
+    def _image_layout(self, id_: str) -> int:
+        """:data:`GRAY`, :data:`GRAY_AS_RGB` or :data:`RGB` (the layouts read once per process)."""
+        if self._layout is None:
             f = self._h5()
-            if "image_channels" in f:
-                self._channels = dict(zip(_strings(f["ids"]), f["image_channels"][()].tolist()))
-            else:  # version 1: every image stored as decoded
-                self._channels = {}
-        return self._channels.get(id_, 0)
+            self._layout = dict(zip(_strings(f["ids"]), f["image_layout"][()].tolist()))
+        return self._layout.get(id_, GRAY)
 
     def __repr__(self) -> str:
         return f"H5Dataset({str(self.root)!r}, split={self.split!r})"
@@ -328,26 +382,28 @@ class H5Dataset:
             raise DatasetError(f"{self.root}: no {kind[:-1]} for id {id_!r}")
         return dset
 
-    def _stored_image(self, id_: str) -> tuple[np.ndarray, int]:
-        """The image's pixels as stored (filter undone) and its PNG's channels when stored as gray."""
-        pixels = self._dataset("images", id_)[()]
-        if self.image_filter == IMAGE_FILTER:
-            pixels = up_unfilter(pixels)
-        return pixels, self._image_channels(id_)
+    def _gray_or_colour(self, id_: str) -> tuple[np.ndarray, int]:
+        """The image's pixels, (H, W) or (H, W, 3), and its layout; R=G=B stays (H, W) here."""
+        stored = self._dataset("images", id_)[()]
+        if self.version == 1:
+            return stored, GRAY
+        layout = self._image_layout(id_)
+        pixels = up_unfilter(np.ascontiguousarray(stored[:, 1:]))
+        return (pixels.reshape(pixels.shape[0], -1, 3) if layout == RGB else pixels), layout
 
     def read_image(self, id_: str) -> np.ndarray:
         """uint8 image, (H, W) gray or (H, W, 3) RGB, as the PNG build's."""
-        pixels, channels = self._stored_image(id_)
-        return np.repeat(pixels[:, :, None], channels, axis=2) if channels else pixels
+        pixels, layout = self._gray_or_colour(id_)
+        return np.repeat(pixels[:, :, None], 3, axis=2) if layout == GRAY_AS_RGB else pixels
 
     def read_gray(self, id_: str) -> np.ndarray:
         """float32 (H, W) gray image, 0..255 (an R=G=B image's gray is read without expanding it)."""
-        pixels, _ = self._stored_image(id_)
-        return imageio.to_gray(pixels)
+        return imageio.to_gray(self._gray_or_colour(id_)[0])
 
     def read_mask(self, id_: str) -> np.ndarray:
         """uint8 (H, W) mask; target pixels are > 0."""
-        return self._dataset("masks", id_)[()]
+        stored = self._dataset("masks", id_)[()]
+        return stored if self.version == 1 else np.ascontiguousarray(stored[:, 1:])
 
     def manifest(self) -> dict[str, dict[str, str]]:
         """Manifest rows by id (every column of ``manifest.COLUMNS``), in manifest order."""

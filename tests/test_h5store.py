@@ -9,6 +9,9 @@ import pickle
 import shutil
 from pathlib import Path
 
+import zlib
+
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -98,10 +101,10 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
     assert h5.read_image(ids[10]).ndim == 2
     assert np.array_equal(h5.read_gray(ids[5]), ds.read_gray(ids[5]))
     with h5py.File(tmp_path / "rgb.h5") as f:  # gray is stored as one channel, whatever the PNG held
-        channels = dict(zip(f["ids"].asstr()[()].tolist(), f["image_channels"][()].tolist()))
-        assert f["images"][ids[0]].shape == (256, 256, 3) and channels[ids[0]] == 0
-        assert f["images"][ids[5]].shape == (256, 256) and channels[ids[5]] == 3
-        assert f["images"][ids[10]].shape == (256, 256) and channels[ids[10]] == 0
+        layout = dict(zip(f["ids"].asstr()[()].tolist(), f["image_layout"][()].tolist()))
+        assert f["images"][ids[0]].shape == (256, 3 * 256 + 1) and layout[ids[0]] == h5store.RGB
+        assert f["images"][ids[5]].shape == (256, 257) and layout[ids[5]] == h5store.GRAY_AS_RGB
+        assert f["images"][ids[10]].shape == (256, 257) and layout[ids[10]] == h5store.GRAY
 
 
 def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Path) -> None:
@@ -111,11 +114,35 @@ def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Pat
     png = Dataset(build, SPLIT)
     with h5py.File(old, "r+") as f:
         f.attrs["format_version"] = 1
-        del f.attrs["image_filter"], f["image_channels"]
+        del f["image_layout"]
         for id_ in all_ids(png):
-            del f["images"][id_]
+            del f["images"][id_], f["masks"][id_]
             f["images"].create_dataset(id_, data=png.read_image(id_), chunks=True, compression="gzip")
+            f["masks"].create_dataset(id_, data=png.read_mask(id_), chunks=True, compression="gzip")
     assert assert_same_pixels(png, open_dataset(old)) == 220
+
+
+def test_the_builds_own_pngs_are_stored_without_decoding_and_others_are_refiltered(tmp_path: Path) -> None:
+    from sirst_synth import imageio
+
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, (6, 9), dtype=np.uint8)
+    mask = np.zeros((6, 9), np.uint8)
+    mask[2, 3] = 255
+    ours, other = imageio.encode_image(gray), imageio.encode_png(gray, (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB))
+    assert h5store.png_scanlines(ours, h5store.UP)[:2] == (6, 9)
+    assert h5store.png_scanlines(imageio.encode_mask(mask), h5store.NONE)[:2] == (6, 9)
+    for not_taken in (other, imageio.encode_image(gray, 3), imageio.encode_mask(mask), ours[:-30], b"not a png"):
+        assert h5store.png_scanlines(not_taken, h5store.UP) is None
+    for data in (ours, other):  # either way the stored scanlines undo to the pixels
+        (tmp_path / "i.png").write_bytes(data)
+        (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask))
+        packed = h5store._pack_one(h5store._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+        lines = np.frombuffer(zlib.decompress(packed.image_chunk), np.uint8).reshape(packed.image_shape)
+        assert (lines[:, 0] == 2).all() and np.array_equal(h5store.up_unfilter(lines[:, 1:].copy()), gray)
+    (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask[:5]))
+    with pytest.raises(DatasetError, match="differs from its image"):
+        h5store._pack_one(h5store._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
 
 
 def test_up_filter_round_trips_any_size_and_layout() -> None:
@@ -144,7 +171,6 @@ def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
 def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
     with h5py.File(packed, "r") as f:
         assert f.attrs["format"] == h5store.FORMAT and f.attrs["format_version"] == 2
-        assert f.attrs["image_filter"] == "up"
         assert f.attrs["split"] == SPLIT
         assert f.attrs["info"] == (build / "sirst-synth.json").read_text()
         ids = f["ids"].asstr()[()].tolist()
@@ -159,14 +185,16 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
                 assert dset.chunks == dset.shape  # one chunk per image
                 assert dset.compression == "gzip"
                 assert dset.id.get_num_chunks() == 1
-        # images are stored Up-filtered (the running sum down each column gives the pixels); masks as they are
-        id_ = ids[0]
-        stored = f["images"][id_][()]
-        pixels = Dataset(build, SPLIT).read_image(id_)
-        assert stored.shape == pixels.shape and not np.array_equal(stored, pixels)
-        assert np.array_equal(np.cumsum(stored, axis=0, dtype=np.uint8), pixels)
-        assert f["image_channels"].dtype == np.uint8 and f["image_channels"].shape == (len(ids),)
-        assert np.array_equal(f["masks"][id_][()], Dataset(build, SPLIT).read_mask(id_))
+        # images: PNG scanlines, filter byte 2 (Up) then the Up-filtered row; masks: filter byte 0, the row
+        png = Dataset(build, SPLIT)
+        layout = dict(zip(ids, f["image_layout"][()].tolist()))
+        assert f["image_layout"].dtype == np.uint8 and set(layout.values()) == {h5store.GRAY}  # demo data: gray
+        for id_ in ids[:: max(1, len(ids) // 25)]:
+            stored, pixels = f["images"][id_][()], png.read_image(id_)
+            assert stored.shape == (pixels.shape[0], pixels.shape[1] + 1) and (stored[:, 0] == 2).all()
+            assert np.array_equal(np.cumsum(stored[:, 1:], axis=0, dtype=np.uint8), pixels)
+            mask = f["masks"][id_][()]
+            assert (mask[:, 0] == 0).all() and np.array_equal(mask[:, 1:], png.read_mask(id_))
 
 
 def test_packing_is_deterministic_for_any_worker_count(build: Path, packed: Path, tmp_path: Path) -> None:
