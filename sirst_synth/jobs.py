@@ -92,12 +92,13 @@ class Source:
 
 class SourceCache:
     """Decoded train images (:func:`imageio.method_gray`), masks and the masks' targets by file,
-    least recently used dropped first once ``limit`` bytes are held."""
+    least recently used dropped first once ``limit`` bytes are held. A mask is kept as its
+    non-zero pixels (a few hundred bytes for an infrared target mask) unless that is larger."""
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
         self.held = 0
-        self._items: OrderedDict[tuple, Source] = OrderedDict()
+        self._items: OrderedDict[tuple, tuple[np.ndarray, tuple, tuple[Target, ...], int]] = OrderedDict()
 
     @staticmethod
     def key(image_path: Path, mask_path: Path) -> tuple | None:
@@ -109,23 +110,42 @@ class SourceCache:
         return (os.fspath(image_path), a.st_size, a.st_mtime_ns, os.fspath(mask_path), b.st_size, b.st_mtime_ns)
 
     def get(self, key: tuple | None) -> Source | None:
+        """The kept source (a fresh read-only mask array, read-only gray), or None."""
         if key is None or key not in self._items:
             return None
         self._items.move_to_end(key)
-        return self._items[key]
+        gray, mask, targets, _ = self._items[key]
+        if len(mask) == 3:  # (shape, flat indices, values)
+            shape, index, values = mask
+            full = np.zeros(shape, np.uint8)
+            full.ravel()[index] = values
+            full.flags.writeable = False
+        else:
+            full = mask[0]
+        return Source(gray, full, targets)
 
     def put(self, key: tuple | None, gray: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
-        """Keep read-only views of ``gray`` and ``mask``, and ``targets``, under ``key`` (nothing when None)."""
-        size = gray.nbytes + mask.nbytes
-        if key is None or key in self._items or size > self.limit:
+        """Keep a read-only view of ``gray``, ``mask`` (compacted) and ``targets`` under ``key``
+        (nothing when None)."""
+        if key is None or key in self._items:
             return
-        gray, mask = gray.view(), mask.view()
-        gray.flags.writeable = mask.flags.writeable = False
-        self._items[key] = Source(gray, mask, tuple(targets))
+        index = np.flatnonzero(mask)
+        if index.size * 5 < mask.size:
+            kept: tuple = (mask.shape, index.astype(np.int32), mask.ravel()[index])
+            size = gray.nbytes + kept[1].nbytes + kept[2].nbytes
+        else:
+            kept = (mask.view(),)
+            kept[0].flags.writeable = False
+            size = gray.nbytes + mask.nbytes
+        if size > self.limit:
+            return
+        gray = gray.view()
+        gray.flags.writeable = False
+        self._items[key] = (gray, kept, tuple(targets), size)
         self.held += size
         while self.held > self.limit:
             _, old = self._items.popitem(last=False)
-            self.held -= old.gray.nbytes + old.mask.nbytes
+            self.held -= old[3]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -158,7 +178,8 @@ def source_pixels(ds: Dataset, id_: str) -> Source:
     mask = imageio.mask_from_image(imageio.decode_image(imageio.read_bytes(mask_path), str(mask_path)))
     targets = find_targets(mask)
     SOURCES.put(key, gray, mask, targets)
-    return SOURCES.get(key) or Source(gray, mask, tuple(targets))
+    kept = SOURCES.get(key)
+    return kept if kept is not None else Source(gray, mask, tuple(targets))
 
 
 _one_thread = False

@@ -143,18 +143,28 @@ def test_the_cache_drops_changed_files_and_the_least_recently_used(tmp_path: Pat
     image, mask = tmp_path / "a.png", tmp_path / "m.png"
     image.write_bytes(b"1")
     mask.write_bytes(b"2")
-    cache = SourceCache(limit=3 * 16)
+    cache = SourceCache(limit=3 * 12)
     key = SourceCache.key(image, mask)
-    cache.put(key, np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8), [])
-    assert cache.get(key) is not None and cache.held == 16
+    sparse = np.zeros((2, 4), np.uint8)
+    sparse[1, 2] = 7
+    cache.put(key, np.arange(8, dtype=np.uint8).reshape(2, 4), sparse, [])
+    assert cache.held == 8 + 4 + 1  # gray, one int32 index, one value
+    kept = cache.get(key)
+    assert np.array_equal(kept.mask, sparse) and np.array_equal(kept.gray, np.arange(8).reshape(2, 4))
+    assert not kept.mask.flags.writeable and not kept.gray.flags.writeable
     image.write_bytes(b"12")  # another size: another key
     os.utime(mask, ns=(1, 1))
     assert SourceCache.key(image, mask) != key and cache.get(SourceCache.key(image, mask)) is None
     assert SourceCache.key(tmp_path / "missing.png", mask) is None
+    cache = SourceCache(limit=3 * 8)
+    cache.put(key, np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8), [])
     for n in range(1, 4):
         cache.get(key)  # the first entry stays in use
         cache.put((n,), np.full((2, 4), n, np.uint8), np.zeros((2, 4), np.uint8), [])
     assert cache.held <= cache.limit and len(cache) == 3
     assert cache.get(key) is not None and cache.get((1,)) is None  # least recently used went first
+    dense = np.full((2, 4), 255, np.uint8)  # mostly target: kept as it is
+    cache.put((5,), np.zeros((2, 4), np.uint8), dense, [])
+    assert np.array_equal(cache.get((5,)).mask, dense)
     cache.put((9,), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), [])  # larger than the limit: not kept
     assert cache.get((9,)) is None

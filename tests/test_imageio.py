@@ -109,3 +109,19 @@ def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values
     assert method_gray(rgb).dtype == np.uint8 and np.array_equal(method_gray(rgb), gray)
     assert method_gray(colour).dtype == np.float32 and np.array_equal(method_gray(colour), to_gray(colour))
     assert np.array_equal(gray_u8(method_gray(colour)), gray_u8(colour))
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    from sirst_synth.imageio import WriteError, write_atomic
+
+    target = tmp_path / "a.png"
+    write_atomic(target, b"first")
+    write_atomic(str(target), b"x" * 300_000)
+    assert target.read_bytes() == b"x" * 300_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    with pytest.raises(WriteError, match="missing/b.png: cannot write"):
+        write_atomic(tmp_path / "missing" / "b.png", b"data")
+    (tmp_path / "dir.png").mkdir()  # renaming over a folder fails: the temporary file is removed
+    with pytest.raises(WriteError, match="dir.png: cannot write"):
+        write_atomic(tmp_path / "dir.png", b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dir.png"]
