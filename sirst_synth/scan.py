@@ -108,7 +108,8 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     (h, w), (mh, mw) = image.shape[:2], mask.shape
     if (h, w) != (mh, mw):
         return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
-    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    flat = mask.ravel()
+    values = np.flatnonzero(np.bincount(flat[np.flatnonzero(flat)], minlength=256))  # the target pixels' values
     odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
     targets = find_targets(mask)
     record = SourceRecord(
