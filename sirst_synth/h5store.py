@@ -156,6 +156,8 @@ def png_scanlines(data: bytes, filter_type: int) -> tuple[int, int, bytes] | Non
         return None
     stream = b"".join(idat)
     try:
+        if zlib.decompressobj().decompress(stream, 1) != bytes([filter_type]):
+            return None  # the first row already uses another filter: no need to inflate the rest
         raw = zlib.decompress(stream)
     except zlib.error:
         return None
