@@ -124,9 +124,10 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         return record, None, [], []
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
         return record, None, [], []
-    gray = gray.astype(np.float32, copy=False)
-    regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
-    return record, None, regions, [crop(gray, r.box) for r in regions]
+    regions = noise_prone_regions(gray.astype(np.float32, copy=False), mask, noise.grid, noise.max_var, noise.max_mean)
+    # the patches travel back to the parent in the gray's own type (uint8 for a gray source: a
+    # quarter of the bytes); the parent stores them as float32 (what crop() of the float gray gives)
+    return record, None, regions, [np.ascontiguousarray(gray[y0:y1, x0:x1]) for y0, x0, y1, x1 in (r.box for r in regions)]
 
 
 def odd_mask_warnings(result: ScanResult, shown: int = 5) -> list[str]:
@@ -191,5 +192,5 @@ def scan(
             continue
         result.records[job.part].append(record)
         if job.sample:
-            bank.add(job.id, regions, patches)
+            bank.add(job.id, regions, [crop(patch, (0, 0, *patch.shape)) for patch in patches])
     return result
