@@ -1,20 +1,26 @@
 #!/usr/bin/env python
-"""Benchmark of ``sirst-synth build`` against its I/O floor (issue 4). Run by hand, not by the tests.
+"""Benchmark of ``sirst-synth build`` against its I/O floor (issues 4 and 11). Run by hand, not by the tests.
 
-    python benchmarks/bench_build.py                      # NUDT-SIRST, -j 2, everything
-    python benchmarks/bench_build.py --skip-10x --json /tmp/bench.json
+    python benchmarks/bench_build.py --skip-10x           # NUDT-SIRST, -j 2, best of 3: the issue-11 figures
+    python benchmarks/bench_build.py --json /tmp/bench.json  # everything, with the 10 x build
+    python benchmarks/bench_build.py --encodings ../shared/datasets/SIRST:idx_427:trainval.txt
+                                                          # the PNG settings table (see --encodings)
 
 In one run, on the same cores, it measures:
 
-- the I/O floor: decode every source image and mask the build reads (train and test ids) once,
-  and encode + write as many PNGs as the build writes, with the build's own decoder, encoder and
-  atomic writer, spread over the same number of joblib workers;
+- the I/O floor (issue 11): decode every train image and mask of the split once, and encode as
+  many gray images and masks as the build generates (4899 each for the default build) with
+  OpenCV's default PNG settings, in memory, without writing files, on the same number of joblib
+  workers as the build;
+- the write floor (issue 4, kept beside it): decode every source image and mask the build reads
+  (train and test ids) once, and encode + write as many PNGs as the build leaves in images/ and
+  masks/, with the build's own decoder, encoder and atomic writer;
 - ``sirst-synth build`` with defaults at ``-j N`` and ``-j 1`` (wall time of the subprocess) and
   the peak memory of its process tree;
 - a build ``--scale`` times larger (``--total`` x scale): time and memory against the default;
 - ``sirst-synth --help`` start-up;
-- reading one training epoch (every train image and mask once) from the PNG build and from a
-  ``--format h5`` build.
+- ``build --format h5``: its time against the PNG build's, the sizes of the file and of the PNG
+  folder, and reading one training epoch (every train image and mask once) from each.
 
 It prints a table with each figure next to its target and PASS/FAIL; see benchmarks/README.md.
 """
@@ -38,15 +44,21 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = REPO.parent / "shared" / "datasets" / "NUDT-SIRST"
 DEFAULT_TOTAL = 5562
 #: Items (decodes + encodes) per floor task: enough that joblib's per-task overhead is negligible.
 FLOOR_ITEMS_PER_TASK = 50
 
+# Targets of issue 11.
+TARGET_IO_FLOOR_RATIO = 2.0   # build time <= 2.0 x the I/O floor (1.5 is where we want to end up)
+GOAL_IO_FLOOR_RATIO = 1.5
+TARGET_SPEEDUP = 1.8          # -j 2 at least 1.8 x faster than -j 1
+TARGET_H5_TIME = 1.3          # build --format h5 at most 1.3 x the PNG build
 # Targets of issue 4.
-TARGET_FLOOR_RATIO = 1.5      # build time <= 1.5 x the I/O floor
-TARGET_SPEEDUP = 1.7          # -j 2 at least 1.7 x faster than -j 1
+TARGET_FLOOR_RATIO = 1.5      # build time <= 1.5 x the write floor
 TARGET_MEM_GROWTH = 1.10      # 10 x build: peak RSS within 10 % of the default build's
 TARGET_TIME_SLACK = 1.1       # 10 x build: at most 11 x the time (1.1 x the scale)
 TARGET_HELP_SECONDS = 0.5     # sirst-synth --help
@@ -234,6 +246,49 @@ def io_floor(src: Path, ids: list[str], n_images: int, n_masks: int, out: Path, 
     return {"seconds": seconds, "cpu": cpu, "decoded": decoded, "written": written, "tasks": tasks}
 
 
+def _io_floor_task(src: str, ids: list[str], n_images: int, n_masks: int) -> tuple[int, int, int]:
+    """Decode the train images and masks of ``ids`` once; encode ``n_images`` gray images and
+    ``n_masks`` masks from them, cyclically, with OpenCV's default PNG settings, in memory.
+    Returns (decoded, encoded, encoded bytes)."""
+    import cv2
+
+    from sirst_synth.store import imageio
+
+    root = Path(src)
+    images = [imageio.gray_u8(imageio.read_image(root / "images" / f"{i}.png")) for i in ids]
+    masks = [imageio.read_mask(root / "masks" / f"{i}.png") for i in ids]
+    size = 0
+    for j in range(n_images):
+        size += cv2.imencode(".png", images[j % len(images)])[1].size
+    for j in range(n_masks):
+        size += cv2.imencode(".png", masks[j % len(masks)])[1].size
+    return 2 * len(ids), n_images + n_masks, size
+
+
+def io_floor_11(src: Path, train_ids: list[str], generated: int, n_jobs: int) -> dict:
+    """Time the issue-11 I/O floor with fresh joblib (loky) workers, as a build starts them."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    items = 2 * len(train_ids) + 2 * generated
+    tasks = max(1, min(len(train_ids), round(items / FLOOR_ITEMS_PER_TASK)))
+    id_counts, out_counts = _split(len(train_ids), tasks), _split(generated, tasks)
+    jobs, at = [], 0
+    for k in range(tasks):
+        jobs.append(delayed(_io_floor_task)(str(src), train_ids[at:at + id_counts[k]], out_counts[k], out_counts[k]))
+        at += id_counts[k]
+    cpu_before = _cpu_seconds()
+    start = time.perf_counter()
+    done = Parallel(n_jobs=n_jobs)(jobs)
+    seconds = time.perf_counter() - start
+    if n_jobs != 1:
+        get_reusable_executor().shutdown(wait=True)
+    cpu = _cpu_seconds() - cpu_before
+    decoded, encoded, size = (sum(x) for x in zip(*done))
+    return {"seconds": seconds, "cpu": cpu, "decoded": decoded, "encoded": encoded, "encoded_bytes": size,
+            "tasks": tasks}
+
+
 def _cpu_seconds() -> float:
     """user + sys seconds of this process and of its reaped children (the floor's workers)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -244,16 +299,18 @@ def _cpu_seconds() -> float:
 
 def count_outputs(out: Path) -> dict:
     """Files the build left in images/ and masks/, and how many of them it PNG-encoded
-    (the others are byte copies: originals, test images, the masks of displaced images)."""
+    (the others are byte copies: originals and test images)."""
     n_images = sum(1 for _ in (out / "images").glob("*.png"))
     n_masks = sum(1 for _ in (out / "masks").glob("*.png"))
-    encoded = None
+    encoded = generated = None
     manifest = out / "manifest.csv"
     if manifest.is_file():
-        per_kind = {"original": 0, "displaced": 1, "negative": 2}
         with open(manifest, newline="", encoding="utf-8") as fh:
-            encoded = sum(per_kind.get(row.get("kind", ""), 0) for row in csv.DictReader(fh))
-    return {"images": n_images, "masks": n_masks, "files": n_images + n_masks, "encoded_by_build": encoded}
+            kinds = [row.get("kind", "") for row in csv.DictReader(fh)]
+        generated = sum(k in ("displaced", "negative") for k in kinds)
+        encoded = 2 * generated  # every generated image and its mask; originals are byte copies
+    return {"images": n_images, "masks": n_masks, "files": n_images + n_masks, "encoded_by_build": encoded,
+            "generated": generated}
 
 
 def read_epoch(path: Path, split: str | None) -> dict:
@@ -279,6 +336,120 @@ def disk_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- PNG settings (issue 11, item 2) -----------------------------------------------------------------
+
+def _png_params(names: str) -> list[int]:
+    """OpenCV imwrite parameters from 'level=1 strategy=RLE filter=UP bilevel' (empty: OpenCV's defaults)."""
+    import cv2
+
+    params: list[int] = []
+    for word in names.split():
+        key, _, value = word.partition("=")
+        if key == "level":
+            params += [cv2.IMWRITE_PNG_COMPRESSION, int(value)]
+        elif key == "strategy":
+            params += [cv2.IMWRITE_PNG_STRATEGY, getattr(cv2, f"IMWRITE_PNG_STRATEGY_{value}")]
+        elif key == "filter":
+            params += [cv2.IMWRITE_PNG_FILTER, getattr(cv2, f"IMWRITE_PNG_FILTER_{value}")]
+        elif key == "bilevel":
+            params += [cv2.IMWRITE_PNG_BILEVEL, 1]
+    return params
+
+
+#: (label, layout, OpenCV settings) of the images compared; layout rgb writes R=G=B.
+IMAGE_SETTINGS = (
+    ("RGB, level 3 (before issue 11)", "rgb", "level=3"),
+    ("RGB, OpenCV defaults", "rgb", ""),
+    ("gray, level 3", "gray", "level=3"),
+    ("gray, OpenCV defaults (level 1, RLE, Sub)", "gray", ""),
+    ("gray, level 1, default strategy, all filters", "gray", "level=1 strategy=DEFAULT"),
+    ("gray, level 1, Huffman only, Up", "gray", "level=1 strategy=HUFFMAN_ONLY filter=UP"),
+    ("gray, level 1, Huffman only, Paeth", "gray", "level=1 strategy=HUFFMAN_ONLY filter=PAETH"),
+    ("gray, level 1, RLE, Paeth", "gray", "level=1 strategy=RLE filter=PAETH"),
+    ("gray, level 1, RLE, Up (chosen)", "gray", "level=1 strategy=RLE filter=UP"),
+)
+MASK_SETTINGS = (
+    ("8-bit, OpenCV defaults", ""),
+    ("8-bit, level 1, RLE, no filter (chosen)", "level=1 strategy=RLE filter=NONE"),
+    ("1-bit, OpenCV defaults", "bilevel"),
+    ("1-bit, level 1, RLE, no filter", "level=1 strategy=RLE filter=NONE bilevel"),
+)
+
+
+def displaced_samples(spec: str, n: int) -> tuple[str, list, list, float]:
+    """Up to ``n`` displaced gray images and their masks, computed as the build does (alpha 0.1, a
+    noise-prone patch of the next train image), from ``SRC[:SPLIT[:TRAIN_LIST]]``; and the mean
+    size of the source's mask files."""
+    from sirst_synth.method.displace import displace
+    from sirst_synth.method.noise import crop, noise_prone_regions
+    from sirst_synth.store import imageio
+    from sirst_synth.store.dataset import Dataset
+
+    root, split, train_list = (spec.split(":") + ["50_50", "train.txt"][len(spec.split(":")) - 1:])[:3]
+    ds = Dataset(Path(root), split, train_list)
+    ids = []
+    for id_ in ds.ids("train"):
+        try:
+            image, mask = ds.read_image(id_), ds.read_mask(id_)
+        except imageio.ImageError:
+            continue
+        if image.shape[:2] == mask.shape:
+            ids.append((id_, imageio.gray_u8(image), mask))
+        if len(ids) == n + 1:
+            break
+    images, masks = [], []
+    for k, (id_, gray, mask) in enumerate(ids[:n]):
+        other_gray, other_mask = ids[(k + 1) % len(ids)][1:]
+        other = other_gray.astype(np.float32)
+        regions = noise_prone_regions(other, other_mask)
+        patch = crop(other, regions[0].box) if regions else other[: other.shape[0] // 8, : other.shape[1] // 8]
+        images.append(displace(gray, patch, 0.1))
+        masks.append(mask)
+    mask_bytes = statistics.mean(ds.mask_path(i).stat().st_size for i, _, _ in ids[:n])
+    return f"{Path(root).name} ({len(images)} displaced images)", images, masks, mask_bytes
+
+
+def _time_encoding(arrays: list, params: list[int], reps: int) -> tuple[float, float, float]:
+    """(ms to encode, KiB, ms to decode with OpenCV) per array: best of ``reps`` passes, one core."""
+    import cv2
+
+    best_enc = best_dec = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = [cv2.imencode(".png", a, params)[1] for a in arrays]
+        best_enc = min(best_enc, time.perf_counter() - start)
+        start = time.perf_counter()
+        for o in out:
+            cv2.imdecode(o, cv2.IMREAD_UNCHANGED)
+        best_dec = min(best_dec, time.perf_counter() - start)
+    n = len(arrays)
+    return best_enc / n * 1e3, sum(o.size for o in out) / n / 1024, best_dec / n * 1e3
+
+
+def bench_encodings(specs: list[str], n: int, reps: int) -> dict:
+    """Print and return the size and time of each PNG setting on displaced images and masks."""
+    import numpy as np  # noqa: F401  (displaced_samples)
+
+    figures: dict = {}
+    for spec in specs:
+        say(f"encodings: {spec}")
+        name, images, masks, mask_bytes = displaced_samples(spec, n)
+        rows = []
+        for label, layout, words in IMAGE_SETTINGS:
+            arrays = [np.repeat(a[:, :, None], 3, axis=2) for a in images] if layout == "rgb" else images
+            rows.append(("image", label, *_time_encoding(arrays, _png_params(words), reps)))
+        for label, words in MASK_SETTINGS:
+            arrays = [(m > 0).astype(np.uint8) * 255 for m in masks] if "bilevel" in words else masks
+            rows.append(("mask", label, *_time_encoding(arrays, _png_params(words), reps)))
+        rows.append(("mask", "source mask files, copied (before issue 11)", 0.0, mask_bytes / 1024, float("nan")))
+        figures[name] = [dict(zip(("what", "setting", "encode_ms", "kib", "decode_ms"), r)) for r in rows]
+        print(f"\n{name}, one core, best of {reps} passes")
+        print(f"{'':6}{'setting':<48}{'encode ms':>10}{'KiB':>8}{'decode ms':>11}")
+        for what, label, enc, kib, dec in rows:
+            print(f"{what:<6}{label:<48}{enc:>10.3f}{kib:>8.2f}{dec:>11.3f}")
+    return figures
 
 
 # -- reporting --------------------------------------------------------------------------------------
@@ -396,11 +567,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--skip-10x", dest="skip_scale", action="store_true", help="skip the large build")
     p.add_argument("--skip-h5", action="store_true", help="skip the HDF5 build and the epoch-read comparison")
-    p.add_argument("--repeat", type=int, default=1, help="repeat the floor and both builds N times (default: %(default)s)")
-    p.add_argument("--stat", choices=("median", "best"), default="median",
+    p.add_argument("--repeat", type=int, default=3,
+                   help="repeat the floors and the builds N times (default: %(default)s)")
+    p.add_argument("--stat", choices=("median", "best"), default="best",
                    help="how repeats are summarised: median or best (minimum) (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also save every figure to this JSON file")
+    p.add_argument("--encodings", nargs="+", metavar="SRC[:SPLIT[:TRAIN_LIST]]",
+                   help="only measure the PNG settings (size, encode and decode time per image and mask, one "
+                        "core) on displaced images of these datasets, e.g. ../shared/datasets/NUDT-SIRST "
+                        "../shared/datasets/SIRST:idx_427:trainval.txt")
+    p.add_argument("--samples", type=int, default=200, help="displaced images per dataset for --encodings (default: %(default)s)")
     args = p.parse_args(argv)
+    if args.encodings:
+        return args
     if args.jobs < 1 or args.repeat < 1 or args.scale < 1 or args.total < 1:
         p.error("--jobs, --repeat, --scale and --total must be >= 1")
     if not (args.src / "images").is_dir():
@@ -410,6 +589,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.encodings:
+        figures = bench_encodings(args.encodings, args.samples, 5)
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine_info(), "encodings": figures}, indent=2) + "\n")
+        return 0
     try:
         import psutil  # noqa: F401
     except ImportError:
@@ -436,26 +620,42 @@ def bench(args: argparse.Namespace, src) -> int:
     say("start-up: sirst-synth --help x 5")
     figures["help"] = help_startup()
 
-    runs: dict[str, list] = {"build_n": [], "build_1": [], "floor": []}
+    runs: dict[str, list] = {"build_n": [], "build_1": [], "floor": [], "io_floor": [], "build_h5": []}
     counts: dict = {}
+    train_ids = src.ids("train")
 
     def build_n() -> None:
         runs["build_n"].append(timed_build(args, work / f"build-j{n}", n, args.total, f"build-j{n}-{rep}"))
         counts.update(counts or count_outputs(work / f"build-j{n}"))
 
+    def io_floor_step() -> None:
+        generated = counts["generated"]
+        say(f"I/O floor -j {n}: decode {len(train_ids)} train images + masks, encode {generated} + {generated} "
+            "gray PNGs in memory (OpenCV defaults)")
+        runs["io_floor"].append(io_floor_11(args.src, train_ids, generated, n))
+        f = runs["io_floor"][-1]
+        say(f"I/O floor: {f['seconds']:.1f} s ({f['cpu']:.0f} s CPU, {f['tasks']} tasks)")
+
     def floor() -> None:
-        say(f"floor -j {n}: decode {len(ids)} images + masks, encode {counts['images']} + {counts['masks']} PNGs")
+        say(f"write floor -j {n}: decode {len(ids)} images + masks, encode + write {counts['images']} + "
+            f"{counts['masks']} PNGs")
         runs["floor"].append(io_floor(args.src, ids, counts["images"], counts["masks"], work / "floor", n))
         f = runs["floor"][-1]
-        say(f"floor: {f['seconds']:.1f} s ({f['cpu']:.0f} s CPU, {f['tasks']} tasks)")
+        say(f"write floor: {f['seconds']:.1f} s ({f['cpu']:.0f} s CPU, {f['tasks']} tasks)")
 
     def build_1() -> None:
         if n != 1:
             runs["build_1"].append(timed_build(args, work / "build-j1", 1, args.total, f"build-j1-{rep}"))
             shutil.rmtree(work / "build-j1", ignore_errors=True)
 
+    def build_h5() -> None:
+        if not args.skip_h5:
+            runs["build_h5"].append(timed_build(args, work / "build.h5", n, args.total, f"build-h5-{rep}",
+                                                "--format", "h5"))
+
     for rep in range(args.repeat):  # odd repeats run in reverse order, so drifting load hits all alike
-        for step in (build_n, floor, build_1) if rep % 2 == 0 else (build_1, floor, build_n):
+        steps = (build_n, io_floor_step, floor, build_1, build_h5)
+        for step in steps if rep % 2 == 0 else (steps[0], *reversed(steps[1:])):  # build_n first: counts
             step()
     shutil.rmtree(work / "floor", ignore_errors=True)
 
@@ -463,23 +663,24 @@ def bench(args: argparse.Namespace, src) -> int:
         return pick([r[field] if isinstance(r, dict) else getattr(r, field) for r in runs[key]], stat)
 
     build_s, floor_s = summary("build_n", "seconds"), summary("floor", "seconds")
+    io_s, io_cpu = summary("io_floor", "seconds"), summary("io_floor", "cpu")
     build_cpu, floor_cpu = summary("build_n", "cpu"), summary("floor", "cpu")
     mem = {k: pick([getattr(r.memory, k) for r in runs["build_n"]], stat) for k in ("parent", "worker", "tree", "kernel_max")}
     figures["build"] = {"jobs": n, "total": args.total, "seconds": build_s, "cpu": build_cpu, "memory": mem,
                         "outputs": counts, "runs": [run_record(r) for r in runs["build_n"]]}
-    figures["floor"] = {"seconds": floor_s, "cpu": floor_cpu, "runs": runs["floor"]}
+    figures["io_floor"] = {"seconds": io_s, "cpu": io_cpu, "ratio": build_s / io_s, "runs": runs["io_floor"]}
+    figures["floor"] = {"seconds": floor_s, "cpu": floor_cpu, "ratio": build_s / floor_s, "runs": runs["floor"]}
 
     table = Table()
     reps = f"{args.repeat} runs, {stat}" if args.repeat > 1 else "1 run"
-    table.note(f"-- build vs I/O floor, -j {n} ({reps}) --")
+    table.note(f"-- build vs I/O floor (issue 11), -j {n} ({reps}) --")
     table.add(f"build -j {n} (wall, incl. start-up)", f"{build_s:.2f} s")
-    table.add(f"I/O floor -j {n}", f"{floor_s:.2f} s")
-    table.add("build / floor", f"{build_s / floor_s:.2f} x", f"<= {TARGET_FLOOR_RATIO} x",
-              build_s / floor_s <= TARGET_FLOOR_RATIO)
-    table.add("  files written (images + masks)", f"{counts['files']}")
-    if counts["encoded_by_build"] is not None:
-        table.add("  of which PNG-encoded by the build", f"{counts['encoded_by_build']}")
-    table.add(f"  CPU: build -j {n} / floor (user+sys)", f"{build_cpu:.1f} / {floor_cpu:.1f} s")
+    table.add(f"I/O floor -j {n}", f"{io_s:.2f} s")
+    table.add("build / I/O floor", f"{build_s / io_s:.2f} x", f"<= {TARGET_IO_FLOOR_RATIO} x (goal {GOAL_IO_FLOOR_RATIO})",
+              build_s / io_s <= TARGET_IO_FLOOR_RATIO)
+    table.add("  decoded (train images + masks) / encoded in memory", f"{runs['io_floor'][0]['decoded']} / "
+              f"{runs['io_floor'][0]['encoded']}")
+    table.add(f"  CPU: build -j {n} / I/O floor (user+sys)", f"{build_cpu:.1f} / {io_cpu:.1f} s")
     if runs["build_1"]:
         build_1_s, build_1_cpu = summary("build_1", "seconds"), summary("build_1", "cpu")
         speedup = build_1_s / build_s
@@ -489,6 +690,14 @@ def bench(args: argparse.Namespace, src) -> int:
         table.add(f"speed-up -j 1 / -j {n}", f"{speedup:.2f} x",
                   f">= {TARGET_SPEEDUP} x" if n == 2 else "", speedup >= TARGET_SPEEDUP if n == 2 else None)
         table.add(f"  CPU: build -j 1 / -j {n} (user+sys)", f"{build_1_cpu:.1f} / {build_cpu:.1f} s")
+    table.note(f"-- build vs write floor (issue 4), -j {n} ({reps}) --")
+    table.add(f"write floor -j {n}", f"{floor_s:.2f} s")
+    table.add("build / write floor", f"{build_s / floor_s:.2f} x", f"<= {TARGET_FLOOR_RATIO} x",
+              build_s / floor_s <= TARGET_FLOOR_RATIO)
+    table.add("  files written (images + masks)", f"{counts['files']}")
+    if counts["encoded_by_build"] is not None:
+        table.add("  of which PNG-encoded by the build", f"{counts['encoded_by_build']}")
+    table.add(f"  CPU: build -j {n} / write floor (user+sys)", f"{build_cpu:.1f} / {floor_cpu:.1f} s")
     table.note(f"-- peak RSS of the -j {n} build --")
     table.add("parent process", mib(mem["parent"]))
     table.add("largest single worker", mib(mem["worker"]))
@@ -519,7 +728,7 @@ def bench(args: argparse.Namespace, src) -> int:
     table.add("python -m sirst_synth --help (median of 5)", f"{h['module']['median']:.3f} s")
 
     if not args.skip_h5:
-        bench_h5(args, table, figures)
+        bench_h5(args, table, figures, runs["build_h5"], build_s)
 
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print()
@@ -545,37 +754,36 @@ def bench(args: argparse.Namespace, src) -> int:
     return 1 if table.failed else 0
 
 
-def bench_h5(args: argparse.Namespace, table: Table, figures: dict) -> None:
-    """Build with ``--format h5`` and compare reading one epoch from the PNG build and the .h5 file."""
-    table.note("-- one training epoch (every train image + mask), single process --")
+def bench_h5(args: argparse.Namespace, table: Table, figures: dict, h5_runs: list[Run], build_s: float) -> None:
+    """``--format h5``: build time against the PNG build's, sizes, and reading one epoch from each."""
+    table.note(f"-- build --format h5 -j {args.jobs} and one training epoch (every train image + mask), single process --")
     png_dir, h5_path = args.work / f"build-j{args.jobs}", args.work / "build.h5"
-    h5_run = timed_build(args, h5_path, args.jobs, args.total, "build-h5", "--format", "h5")
-    if h5_run.returncode != 0 or not h5_path.is_file():
-        reason = f"build --format h5 failed: {h5_run.error_line()}"
+    failed = [r for r in h5_runs if r.returncode != 0]
+    if failed or not h5_path.is_file():
+        reason = f"build --format h5 failed: {failed[0].error_line() if failed else 'no file'}"
         figures["h5"] = {"available": False, "reason": reason}
         table.note(f"h5: not available ({reason})")
         say(f"h5: not available ({reason})")
         return
+    h5_s = pick([r.seconds for r in h5_runs], args.stat)
     pngs, h5s = [], []
     for rep in range(args.repeat):
         say(f"epoch read: PNG build, then .h5{f' ({rep + 1}/{args.repeat})' if args.repeat > 1 else ''}")
         pngs.append(read_epoch(png_dir, args.split))
-        try:
-            h5s.append(read_epoch(h5_path, None))
-        except Exception as exc:  # the reader may not be there yet; report, do not crash
-            reason = f"open_dataset({h5_path.name}) failed: {type(exc).__name__}: {exc}"
-            figures["h5"] = {"available": False, "reason": reason, "png": pngs}
-            table.add("epoch from PNG", f"{pngs[0]['seconds']:.2f} s")
-            table.note(f"h5: not available ({reason})")
-            return
+        h5s.append(read_epoch(h5_path, None))
     png = {**pngs[0], "seconds": pick([r["seconds"] for r in pngs], args.stat)}
     h5 = {**h5s[0], "seconds": pick([r["seconds"] for r in h5s], args.stat)}
     png_size, h5_size = disk_bytes(png_dir), disk_bytes(h5_path)
-    figures["h5"] = {"available": True, "png": png, "h5": h5, "png_runs": pngs, "h5_runs": h5s, "build_seconds": h5_run.seconds,
-                     "build_memory": asdict(h5_run.memory), "png_bytes": png_size, "h5_bytes": h5_size}
-    table.add(f"build --format h5 -j {args.jobs}", f"{h5_run.seconds:.2f} s")
-    table.add(f"epoch from PNG ({png['ids']} ids, {mib(png_size)} on disk)", f"{png['seconds']:.2f} s")
-    table.add(f"epoch from HDF5 ({h5['ids']} ids, {mib(h5_size)} on disk)", f"{h5['seconds']:.2f} s")
+    figures["h5"] = {"available": True, "png": png, "h5": h5, "png_runs": pngs, "h5_runs": h5s,
+                     "build_seconds": h5_s, "time_ratio": h5_s / build_s, "build_runs": [run_record(r) for r in h5_runs],
+                     "png_bytes": png_size, "h5_bytes": h5_size}
+    table.add(f"build --format h5 -j {args.jobs}", f"{h5_s:.2f} s")
+    table.add("build --format h5 / PNG build", f"{h5_s / build_s:.2f} x", f"<= {TARGET_H5_TIME} x",
+              h5_s / build_s <= TARGET_H5_TIME)
+    table.add("size: .h5 / PNG folder (bytes of files)", f"{mib(h5_size)} / {mib(png_size)}",
+              "h5 <= PNG", h5_size <= png_size)
+    table.add(f"epoch from PNG ({png['ids']} ids)", f"{png['seconds']:.2f} s")
+    table.add(f"epoch from HDF5 ({h5['ids']} ids)", f"{h5['seconds']:.2f} s")
     table.add("PNG / HDF5 read time", f"{png['seconds'] / h5['seconds']:.2f} x")
     if png["ids"] != h5["ids"]:
         table.note(f"warning: PNG build has {png['ids']} train ids, HDF5 has {h5['ids']}")

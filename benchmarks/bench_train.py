@@ -239,7 +239,7 @@ def main() -> None:
         if args.only_ref:
             pass
         elif h5 is None:
-            from sirst_synth.store.h5store import pack_dataset
+            from sirst_synth.run.pack import pack_dataset
 
             h5 = tmp / "build.h5"
             pack_dataset(args.data, h5, "50_50", n_jobs=min(2, os.cpu_count() or 1))

@@ -197,5 +197,12 @@ def s_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Window side (odd) rotated around each target.")(fn)
 
 
+def channels_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
+                        callback=lambda ctx, param, value: int(value),
+                        help="Channels of generated images: 1 (8-bit gray, what the method computes) or 3 (R=G=B, "
+                             "for loaders that need three channels). Originals stay byte copies.")(fn)
+
+
 def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("--seed"))(fn)

@@ -14,6 +14,7 @@ from sirst_synth.cli.app import (
     FIT,
     OptionValueError,
     alpha_option,
+    channels_option,
     friendly_errors,
     in_range,
     main,
@@ -92,10 +93,11 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
               help="Displaced versions per train image.")
 @click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
 @seed_option
+@channels_option
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @run_options
 @friendly_errors
-def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, fit, seed, out, n_jobs, backend,
+def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, fit, seed, channels, out, n_jobs, backend,
                  scheduler, skip_invalid, force, resume):
     """Copy a dataset and add Noise2Noise-displaced versions of its train images."""
     from sirst_synth.plan.params import DisplaceParams
@@ -104,13 +106,14 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
     with _workers(backend, scheduler):
-        s = Displace(DisplaceParams(alpha, rounds, fit, seed), noise_path).run(ds, out, opts)
+        s = Displace(DisplaceParams(alpha, rounds, fit, seed, channels), noise_path).run(ds, out, opts)
     summary(_counts_line("displace", s))
 
 
 @main.command("negaug")
 @source_options
 @s_option
+@channels_option
 @click.option("--only", "kinds", multiple=True, default=("original", "displaced"), show_default=True,
               type=click.Choice(["original", "displaced"]),
               help="Negate only train images of this kind (repeatable; kind from the manifest, 'original' "
@@ -118,7 +121,7 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @run_options
 @friendly_errors
-def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend, scheduler, skip_invalid, force, resume):
+def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Copy a dataset and add the rotated negatives of every target of its train images."""
     from sirst_synth.plan.params import NegaugParams
     from sirst_synth.run.stages.negaug import Negaug
@@ -126,7 +129,7 @@ def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
     with _workers(backend, scheduler):
-        result = Negaug(NegaugParams(s, tuple(kinds))).run(ds, out, opts)
+        result = Negaug(NegaugParams(s, tuple(kinds), channels)).run(ds, out, opts)
     summary(_counts_line("negaug", result))
 
 
@@ -147,11 +150,12 @@ def negaug_cmd(src, split, train_list, test_list, s, kinds, out, n_jobs, backend
 @click.option("--total", default=5562, show_default=True, type=int, callback=method_range("--total"),
               help="Training images in the output, originals included.")
 @seed_option
+@channels_option
 @click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
 @noise_options
 @run_options
 @friendly_errors
-def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, total, seed, fit, grid, max_var,
+def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, total, seed, channels, fit, grid, max_var,
               max_mean, n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Build the SIRST-5K training set (noise bank, displacement, negatives) from a source dataset."""
     from sirst_synth.plan.params import BuildParams, NoiseParams
@@ -160,7 +164,7 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, tot
 
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
-    params = BuildParams(alpha, s, total, seed, fit, NoiseParams(grid, max_var, max_mean))
+    params = BuildParams(alpha, s, total, seed, fit, NoiseParams(grid, max_var, max_mean), channels)
     if fmt == "h5" and layout != "dnanet":
         raise OptionValueError(f"--layout {layout} writes a folder; --format h5 writes one file: choose one")
     stage: Any = Build(params) if fmt == "png" else BuildH5(params)

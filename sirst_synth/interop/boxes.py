@@ -1,4 +1,4 @@
-"""Targets as boxes and centroids: the 8-connected components of ``mask > 0`` (SPEC section 1)."""
+"""Targets as boxes and centroids: the 8-connected components of ``mask > 0`` (docs/method.md section 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ class Component:
     """One target: label (OpenCV's order), pixel box, area and centroid.
 
     The box covers pixel columns ``x .. x + w - 1`` and rows ``y .. y + h - 1``; ``cx``/``cy`` are
-    the exact centroid, ``col``/``row`` the centroid rounded half up (the SPEC's target centre).
+    the exact centroid, ``col``/``row`` the centroid rounded half up (docs/method.md section 1's target centre).
     """
 
     label: int

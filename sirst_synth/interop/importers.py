@@ -1,7 +1,7 @@
 """``import FORMAT SRC``: read a benchmark as its authors release it, one reader per FORMAT.
 
 Each reader returns a :class:`Release`: the files of every listed id and the split lists, as
-found in SRC. :func:`import_release` then writes the canonical layout (SPEC section 1) through
+found in SRC. :func:`import_release` then writes the canonical layout (docs/method.md section 1) through
 :mod:`sirst_synth.interop.writer`. Readers only look at SRC; they never write to it.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Writing an imported release in the canonical layout (SPEC section 1), plus its provenance.
+"""Writing an imported release in the canonical layout (docs/method.md section 1), plus its provenance.
 
     OUT/images/<flat id>.png     OUT/masks/<flat id>.png
     OUT/<split>/train.txt        OUT/<split>/test.txt       (one folder per released split)

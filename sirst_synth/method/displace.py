@@ -24,8 +24,9 @@ def fit_noise(patch: np.ndarray, height: int, width: int, fit: str = "resize") -
 def mix(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
     """``alpha * N + (1 - alpha) * I`` in float32, rounded to nearest (``np.rint``), clipped, uint8.
 
-    ``image`` is uint8 (H, W) or (H, W, C); the gray ``noise`` (H, W) is applied to every channel,
-    so the output keeps the image's channel layout.
+    ``image`` is the gray image the method computes on: uint8 (H, W), or float32 (H, W) for the
+    gray of a colour source (rounded once, here). A (H, W, C) image also works: the gray
+    ``noise`` (H, W) is applied to every channel, so the output keeps the image's layout.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -5,7 +5,6 @@ borders, never shrunk. Only that one window changes, in the image and the mask a
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,8 +56,23 @@ def rotate_window(array: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.nda
     return out
 
 
-def _digest(array: np.ndarray) -> bytes:
-    return hashlib.blake2b(array.tobytes(), digest_size=16).digest()
+def _same_image(image: np.ndarray, s: int, a: tuple[int, int, np.ndarray], b: tuple[int, int, np.ndarray]) -> bool:
+    """Whether ``image`` with window ``a`` pasted equals ``image`` with window ``b`` pasted.
+
+    Each of ``a``, ``b`` is (y0, x0, s x s window). The two images can differ only inside the
+    union of the windows, so only that box (at most 2s x 2s pixels) is compared.
+    """
+    (ya, xa, wa), (yb, xb, wb) = a, b
+    if ya == yb and xa == xb:
+        return np.array_equal(wa, wb)
+    if abs(ya - yb) >= s or abs(xa - xb) >= s:
+        return False  # disjoint windows: each image differs from the input in its own window
+    top, left = min(ya, yb), min(xa, xb)
+    box = image[top : max(ya, yb) + s, left : max(xa, xb) + s]
+    pa, pb = box.copy(), box.copy()
+    pa[ya - top : ya - top + s, xa - left : xa - left + s] = wa
+    pb[yb - top : yb - top + s, xb - left : xb - left + s] = wb
+    return np.array_equal(pa, pb)
 
 
 def negatives(image: np.ndarray, mask: np.ndarray, targets: list[Target], s: int) -> Iterator[Negative]:
@@ -66,16 +80,22 @@ def negatives(image: np.ndarray, mask: np.ndarray, targets: list[Target], s: int
 
     A rotation that would repeat an image already in the group (the input itself, e.g. for a
     symmetric window, or an earlier negative) is skipped, so no two views are byte-identical.
+    Each negative is the input with one s x s window changed, so only windows are compared:
+    a rotated window against the input's, and against the windows of earlier negatives that
+    overlap it (on the union of the two windows).
     """
     height, width = image.shape[:2]
     check_window_size(s, height, width)
-    seen = {_digest(image)}
+    kept: list[tuple[int, int, np.ndarray]] = []
     for target in targets:
         y0, x0 = window_origin(target.cy, target.cx, s, height, width)
+        window = image[y0 : y0 + s, x0 : x0 + s]
         for k in ROTATIONS:
-            rotated = rotate_window(image, y0, x0, s, k)
-            digest = _digest(rotated)
-            if digest in seen:
+            rotated = np.rot90(window, k, axes=(0, 1))
+            if np.array_equal(rotated, window):
                 continue
-            seen.add(digest)
-            yield Negative(target, k, y0, x0, rotated, rotate_window(mask, y0, x0, s, k))
+            candidate = (y0, x0, rotated)
+            if any(_same_image(image, s, candidate, other) for other in kept):
+                continue
+            kept.append(candidate)
+            yield Negative(target, k, y0, x0, rotate_window(image, y0, x0, s, k), rotate_window(mask, y0, x0, s, k))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sirst_synth.errors import ParamError
-from sirst_synth.method.choices import FITS
+from sirst_synth.method.choices import CHANNELS, FITS
 from sirst_synth.store.layout import KINDS
 
 
@@ -54,6 +54,11 @@ RANGES = {r.option: r for r in (
 )}
 
 
+def check_channels(channels: int) -> None:
+    if channels not in CHANNELS:
+        raise ParamError(f"--channels must be 1 (gray) or 3 (R=G=B), got {channels}")
+
+
 def check_fit(fit: str) -> None:
     if fit not in FITS:
         raise ParamError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
@@ -84,15 +89,17 @@ class DisplaceParams:
     rounds: int = 1
     fit: str = "resize"
     seed: int = 0
+    channels: int = 1
 
     def validate(self) -> None:
+        check_channels(self.channels)
         RANGES["--alpha"].check(self.alpha)
         RANGES["--rounds"].check(self.rounds)
         RANGES["--seed"].check(self.seed)
         check_fit(self.fit)
 
     def record(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "rounds": self.rounds, "fit": self.fit, "seed": self.seed}
+        return {"alpha": self.alpha, "rounds": self.rounds, "fit": self.fit, "seed": self.seed, "channels": self.channels}
 
 
 @dataclass(frozen=True)
@@ -101,15 +108,17 @@ class NegaugParams:
 
     s: int = 3
     kinds: tuple[str, ...] = ("original", "displaced")
+    channels: int = 1
 
     def validate(self) -> None:
+        check_channels(self.channels)
         RANGES["--s"].check(self.s)
         for kind in self.kinds:
             if kind not in KINDS[:2]:
                 raise ParamError(f"--only must be original or displaced, got {kind!r}")
 
     def record(self) -> dict[str, Any]:
-        return {"s": self.s, "kinds": sorted(set(self.kinds))}
+        return {"s": self.s, "kinds": sorted(set(self.kinds)), "channels": self.channels}
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,10 @@ class BuildParams:
     seed: int = 0
     fit: str = "resize"
     noise: NoiseParams = NoiseParams()
+    channels: int = 1
 
     def validate(self) -> None:
+        check_channels(self.channels)
         RANGES["--alpha"].check(self.alpha)
         RANGES["--s"].check(self.s)
         RANGES["--total"].check(self.total)
@@ -133,4 +144,4 @@ class BuildParams:
 
     def record(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "s": self.s, "total": self.total, "seed": self.seed, **self.noise.record(),
-                "fit": self.fit}
+                "fit": self.fit, "channels": self.channels}

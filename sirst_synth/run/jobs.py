@@ -1,18 +1,25 @@
-"""Job records and the worker code that executes them.
+"""What workers do: the job protocol, copying a source pair, and the steps stages share
+(displacing an image, writing its negatives, writing a pair). Each stage defines its own job
+record (:mod:`sirst_synth.run.stages`).
 
 A record holds every decision already made (which image, which noise patch, which rotations are
 wanted, output ids); a worker reads its own inputs, writes its own outputs under temporary names,
 and returns only manifest rows. Workers never draw random numbers.
+A worker decodes each train image once (:mod:`sirst_synth.run.sources`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from sirst_synth.method.displace import displace
 from sirst_synth.method.negatives import negatives
-from sirst_synth.method.targets import find_targets
+from sirst_synth.method.targets import Target
 from sirst_synth.plan.ids import negative_id
+from sirst_synth.run.sources import one_opencv_thread, source_pixels
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import image_name, mask_name
@@ -48,25 +55,8 @@ class NoiseDraw:
     col: int
 
 
-@dataclass(frozen=True)
-class UnitJob:
-    """One input image turned into new images: optionally displaced, then optionally negated.
-
-    With ``noise`` the worker writes the displaced image ``out_id`` and negates it; without, it
-    negates the input itself (already copied as ``out_id``). ``s`` None means no negatives.
-    ``row`` holds the fields inherited by every output row (source, round, noise, alpha).
-    """
-
-    input_id: str
-    out_id: str
-    row: Row
-    noise: NoiseDraw | None = None
-    alpha: float = 0.0
-    fit: str = "resize"
-    s: int | None = None
-
-
-def _write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
+def write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
+    """Write an image and its mask as ``id_`` (atomically); return ``row`` with the id and both hashes."""
     imageio.write_atomic(out / image_name(id_), image_png)
     imageio.write_atomic(out / mask_name(id_), mask_png)
     return {**row, "id": id_, "sha256_image": imageio.sha256(image_png), "sha256_mask": imageio.sha256(mask_png)}
@@ -76,33 +66,52 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
     """Copy image and mask bytes unchanged; return the row with their hashes (a list of one)."""
     image = imageio.read_bytes(place.src.image_path(job.id))
     mask = imageio.read_bytes(place.src.mask_path(job.id))
-    return [_write_pair(place.out, job.row.get("id") or job.id, image, mask, job.row)]  # the row's id: flat
+    return [write_pair(place.out, job.row.get("id") or job.id, image, mask, job.row)]  # the row's id: flat
 
 
-def run_unit(job: UnitJob, place: Place) -> list[Row]:
-    """Execute a unit; rows in output order: the displaced image (if any), then its negatives."""
-    image = place.src.read_image(job.input_id)
-    mask_png = imageio.read_bytes(place.src.mask_path(job.input_id))
-    mask = imageio.mask_from_image(imageio.decode_image(mask_png, str(place.src.mask_path(job.input_id))))
+class Job(Protocol):
+    """A job record: every decision made; a worker calls :meth:`run`, which writes the job's files
+    and returns their manifest rows. ``key`` names the job in the journal (``--resume``)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def run(self, place: Place) -> list[Row]: ...
+
+
+def run_job(job: Job, place: Place) -> list[Row]:
+    """What a worker runs: one job record (picklable, so joblib and dask can ship it)."""
+    one_opencv_thread()
+    return job.run(place)
+
+
+def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: NoiseDraw, alpha: float, fit: str,
+                    channels: int) -> tuple[np.ndarray, np.ndarray, tuple[Target, ...], Row]:
+    """Displace train image ``input_id`` with the bank patch ``noise`` and write it as ``out_id``
+    (docs/method.md section 3); return its gray image, mask, targets and manifest row."""
+    imageio.check_channels(channels)
+    source = source_pixels(place.src, input_id)
+    assert place.bank is not None, "a displacement job needs the noise bank"
+    image = displace(source.gray, cached_bank(place.bank).patch(noise.index), alpha, fit)
+    row = {**row, "kind": "displaced", "group": out_id, "noise_source_id": noise.source_id,
+           "noise_row": str(noise.row), "noise_col": str(noise.col), "alpha": repr(alpha),
+           "channels": str(channels)}
+    written = write_pair(place.out, out_id, imageio.encode_image(image, channels), imageio.encode_mask(source.mask), row)
+    return image, source.mask, source.targets, written
+
+
+def write_negatives(place: Place, group: str, image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], s: int,
+                    row: Row, channels: int) -> list[Row]:
+    """Write the distinct negatives of every target of ``image`` (docs/method.md section 4) as
+    ``<group>_t<label>_k<k>``; ``row`` holds the fields they inherit (source, round, noise)."""
+    imageio.check_channels(channels)
     rows = []
-    base_row = dict(job.row)
-    if job.noise is not None:
-        assert place.bank is not None, "a displacement job needs the noise bank"
-        patch = cached_bank(place.bank).patch(job.noise.index)
-        image = displace(image, patch, job.alpha, job.fit)
-        base_row.update(
-            kind="displaced", group=job.out_id, noise_source_id=job.noise.source_id,
-            noise_row=str(job.noise.row), noise_col=str(job.noise.col), alpha=repr(job.alpha),
-        )
-        rows.append(_write_pair(place.out, job.out_id, imageio.encode_png(image), mask_png, base_row))
-    if job.s is not None:
-        for neg in negatives(image, mask, find_targets(mask), job.s):
-            row = {
-                **base_row, "kind": "negative", "group": job.out_id, "target": str(neg.target.label),
-                "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(job.s), "k": str(neg.k),
-            }
-            out_id = negative_id(job.out_id, neg.target.label, neg.k)
-            rows.append(_write_pair(place.out, out_id, imageio.encode_png(neg.image), imageio.encode_png(neg.mask), row))
+    for neg in negatives(image, mask, list(targets), s):
+        neg_row = {**row, "kind": "negative", "group": group, "target": str(neg.target.label),
+                   "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k),
+                   "channels": str(channels)}
+        rows.append(write_pair(place.out, negative_id(group, neg.target.label, neg.k),
+                               imageio.encode_image(neg.image, channels), imageio.encode_mask(neg.mask), neg_row))
     return rows
 
 

@@ -2,7 +2,9 @@
 
 Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
 size. The worker returns a small record (size, channels, targets, file hashes) and, for train
-images when asked, the noise-prone patches of that image (docs/method.md section 2).
+images when asked, the noise-prone patches of that image (docs/method.md section 2). A worker keeps the
+train images it decoded (:func:`sirst_synth.run.sources.keep_source`), so the units it runs later do
+not decode them again.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.params import NoiseParams
 from sirst_synth.run.parallel import run_jobs
+from sirst_synth.run.sources import keep_source, one_opencv_thread
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import PARTS, id_problem
@@ -80,6 +83,7 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     bad = id_problem(job.id)
     if bad:
         return None, Problem(job.id, job.part, bad), [], []
+    one_opencv_thread()
     try:
         image_bytes = imageio.read_bytes(ds.image_path(job.id))
         image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
@@ -90,19 +94,26 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     (h, w), (mh, mw) = image.shape[:2], mask.shape
     if (h, w) != (mh, mw):
         return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
-    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    flat = mask.ravel()
+    values = np.flatnonzero(np.bincount(flat[np.flatnonzero(flat)], minlength=256))  # the target pixels' values
     odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
+    targets = find_targets(mask)
     record = SourceRecord(
-        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(find_targets(mask)),
+        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
+    if job.part != "train":
+        return record, None, [], []
+    gray = imageio.method_gray(image)  # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
+    keep_source(ds, job.id, gray, mask, targets)
     if not job.sample:
         return record, None, [], []
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
         return record, None, [], []
-    gray = imageio.to_gray(image)
-    regions = noise_prone_regions(gray, mask, noise.grid, noise.max_var, noise.max_mean)
-    return record, None, regions, [crop(gray, r.box) for r in regions]
+    regions = noise_prone_regions(gray.astype(np.float32, copy=False), mask, noise.grid, noise.max_var, noise.max_mean)
+    # the patches travel back to the parent in the gray's own type (uint8 for a gray source: a
+    # quarter of the bytes); the parent stores them as float32 (what crop() of the float gray gives)
+    return record, None, regions, [np.ascontiguousarray(gray[y0:y1, x0:x1]) for y0, x0, y1, x1 in (r.box for r in regions)]
 
 
 def odd_mask_warnings(result: ScanResult, shown: int = 5) -> list[str]:
@@ -167,5 +178,5 @@ def scan(
             continue
         result.records[job.part].append(record)
         if bank is not None and job.sample:
-            bank.add(job.id, regions, patches)
+            bank.add(job.id, regions, [crop(patch, (0, 0, *patch.shape)) for patch in patches])
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 COLUMNS = (
     "id", "split", "kind", "source_id", "round", "group",
     "noise_source_id", "noise_row", "noise_col", "alpha",
-    "target", "cy", "cx", "s", "k",
+    "target", "cy", "cx", "s", "k", "channels",
     "sha256_image", "sha256_mask",
 )
 

@@ -9,9 +9,24 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tree_digest
-from support import centroids, expected_displaced, ids, manifest, read
+from support import centroids, expected_displaced, gray, ids, manifest, read
 
 SPLIT = "50_50"
+
+
+def expected_gray_displaced(src: Path, row: dict[str, str], grid: int) -> np.ndarray:
+    """docs/method.md section 3 on gray: the source's gray (its channel when R=G=B, else the 601 weights, in
+    float), the noise cell resized bilinear, mixed in float32, rounded once."""
+    import cv2
+
+    image = gray(read(src / "images" / f"{row['source_id']}.png")).astype(np.float32)
+    noise_src = gray(read(src / "images" / f"{row['noise_source_id']}.png"))
+    rh, rw = noise_src.shape[0] // grid, noise_src.shape[1] // grid
+    r, c = int(row["noise_row"]), int(row["noise_col"])
+    patch = noise_src[r * rh:(r + 1) * rh, c * rw:(c + 1) * rw].astype(np.float32)
+    n = cv2.resize(patch, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    a = np.float32(float(row["alpha"]))
+    return np.clip(np.rint(a * n + (np.float32(1) - a) * image), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +134,26 @@ def test_each_displaced_image_follows_section_3(nudt_build, nudt, train_rows):
         cell = read(nudt / "images" / f"{r['noise_source_id']}.png")[..., 0].astype(np.float64)
         row, col = int(r["noise_row"]), int(r["noise_col"])
         assert 0 < cell[row * 32:(row + 1) * 32, col * 32:(col + 1) * 32].var() < params["max_var"]
-        expected = expected_displaced(nudt, r, params["grid"])
-        assert np.array_equal(read(nudt_build / "images" / f"{r['id']}.png"), expected), r["id"]
+        expected = expected_gray_displaced(nudt, r, params["grid"])
+        written = read(nudt_build / "images" / f"{r['id']}.png")
+        assert written.shape == expected.shape, r["id"]  # what the method computes: one gray channel
+        assert np.array_equal(written, expected), r["id"]
+        source = read(nudt / "images" / f"{r['source_id']}.png")
+        if (source == source[..., :1]).all():  # R=G=B (all but 7 NUDT-SIRST images): the RGB formula's channel
+            assert np.array_equal(written, expected_displaced(nudt, r, params["grid"])[..., 0]), r["id"]
         assert np.array_equal(read(nudt_build / "masks" / f"{r['id']}.png"), read(nudt / "masks" / f"{r['source_id']}.png"))
+
+
+def test_generated_images_are_8_bit_gray_and_originals_keep_their_bytes(nudt_build, nudt, rows):
+    from PIL import Image
+
+    kinds = Counter()
+    for r in rows:
+        with Image.open(nudt_build / "images" / f"{r['id']}.png") as im, \
+                Image.open(nudt_build / "masks" / f"{r['id']}.png") as mask:
+            kinds[r["kind"], im.mode, mask.mode] += 1
+    assert kinds == {("original", "RGB", "L"): 663 + 664, ("displaced", "L", "L"): sum(r["kind"] == "displaced" for r in rows),
+                     ("negative", "L", "L"): sum(r["kind"] == "negative" for r in rows)}
 
 
 def test_each_negative_is_one_rotated_window_of_its_parent(nudt_build, train_rows):

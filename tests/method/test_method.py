@@ -129,3 +129,16 @@ def test_batches_stop_where_the_largest_possible_output_reaches_the_need():
     units = iter([(0, "a"), (0, "b"), (0, "c")])
     assert next_batch(units, {"a": 4, "b": 1, "c": 7}, 5) == [(0, "a"), (0, "b")]
     assert next_batch(units, {"a": 4, "b": 1, "c": 7}, 100) == [(0, "c")]
+
+
+def test_overlapping_windows_that_make_the_same_image_keep_the_first():
+    # windows at (0, 0) and (0, 1) overlap; rotating the first by 180 degrees and the second by 90
+    # both move the one bright pixel to (2, 1): the same image, so the second is skipped
+    image = np.zeros((3, 4), np.uint8)
+    image[0, 1] = 9
+    mask = np.zeros((3, 4), np.uint8)
+    mask[1, 0] = mask[1, 3] = 255            # two targets; their windows are shifted inward to x0 = 0 and 1
+    negs = list(negatives(image, mask, find_targets(mask), 3))
+    assert [(n.target.label, n.x0, n.k) for n in negs] == [(1, 0, 1), (1, 0, 2), (1, 0, 3), (2, 1, 2), (2, 1, 3)]
+    assert np.array_equal(rotate_window(image, 0, 0, 3, 2), rotate_window(image, 0, 1, 3, 1))
+    assert len({n.image.tobytes() for n in negs} | {image.tobytes()}) == len(negs) + 1

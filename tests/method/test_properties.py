@@ -314,6 +314,28 @@ def test_negatives_rotate_only_their_window_and_never_repeat(size, mask_kind, ch
         assert negs == []
 
 
+@props(150)
+@given(sizes(min_side=3, max_h=9, max_w=9), st.integers(1, 3), SEEDS, st.data())
+def test_comparing_windows_skips_exactly_the_whole_image_repeats(size, levels, seed, data):
+    """Small images with few gray levels and many targets: windows overlap, coincide at borders
+    and repeat one another. The negatives must be exactly those a whole-image comparison keeps."""
+    h, w = size
+    s = data.draw(st.sampled_from([k for k in (1, 3, 5) if k <= min(h, w)]))
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, levels, (h, w)).astype(np.uint8)
+    mask = (rng.random((h, w)) < 0.4).astype(np.uint8) * 255
+    targets = find_targets(mask)
+    seen, expected = [image.tobytes()], []
+    for t in targets:
+        y0, x0 = window_origin(t.cy, t.cx, s, h, w)
+        for k in ROTATIONS:
+            view = rotate_window(image, y0, x0, s, k).tobytes()
+            if view not in seen:
+                seen.append(view)
+                expected.append((t.label, k))
+    assert [(n.target.label, n.k) for n in negatives(image, mask, targets, s)] == expected
+
+
 # -- the plan (docs/method.md 3, 5) ---
 
 IDS = [f"{i:06d}" for i in range(12)]

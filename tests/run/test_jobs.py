@@ -9,7 +9,10 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from sirst_synth.method.noise import NoiseRegion
-from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, UnitJob, remove_outputs, run_copy, run_unit
+from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, remove_outputs, run_copy, run_job
+from sirst_synth.run.stages.build import BuildJob
+from sirst_synth.run.stages.displace import DisplaceJob
+from sirst_synth.run.stages.negaug import NegateJob
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.manifest import new_row, original_row
@@ -47,9 +50,12 @@ def place(tmp_path):
 
 
 def unit(s=None, noise=True):
+    """The job of a stage: build (displace + negatives), displace only, or negatives only."""
     row = new_row(split="train", source_id="a", round=0)
-    draw = NoiseDraw(0, "a", 1, 1) if noise else None
-    return UnitJob("a", "a_r0" if noise else "a", row, draw, 0.5, "resize", s)
+    draw = NoiseDraw(0, "a", 1, 1)
+    if not noise:
+        return NegateJob("a", "a", row, s)
+    return BuildJob("a", "a_r0", row, draw, 0.5, "resize", s) if s else DisplaceJob("a", "a_r0", row, draw, 0.5, "resize")
 
 
 def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
@@ -61,8 +67,8 @@ def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
                      "sha256_mask": sha(src / "masks" / "a.png")}]
 
 
-def test_run_unit_without_noise_writes_only_the_negatives_of_each_target(place):
-    rows = run_unit(unit(s=3, noise=False), place)
+def test_a_unit_without_noise_writes_only_the_negatives_of_each_target(place):
+    rows = run_job(unit(s=3, noise=False), place)
     ids = [r["id"] for r in rows]
     assert ids == [f"a_t{t}_k{k}" for t in (1, 2) for k in (1, 2, 3)]
     assert sorted(p.stem for p in (place.out / "images").iterdir()) == sorted(ids)
@@ -72,13 +78,13 @@ def test_run_unit_without_noise_writes_only_the_negatives_of_each_target(place):
 
 
 def test_a_negative_row_holds_the_hashes_of_its_files(place):
-    for r in run_unit(unit(s=3, noise=False), place):
+    for r in run_job(unit(s=3, noise=False), place):
         assert r["sha256_image"] == sha(place.out / "images" / f"{r['id']}.png")
         assert r["sha256_mask"] == sha(place.out / "masks" / f"{r['id']}.png")
 
 
-def test_run_unit_with_noise_writes_the_displaced_image_first(place):
-    rows = run_unit(unit(s=3), place)
+def test_a_unit_with_noise_writes_the_displaced_image_first(place):
+    rows = run_job(unit(s=3), place)
     first = rows[0]
     assert (first["id"], first["kind"], first["group"]) == ("a_r0", "displaced", "a_r0")
     assert (first["noise_source_id"], first["noise_row"], first["noise_col"], first["alpha"]) == ("a", "1", "1", "0.5")
@@ -86,24 +92,25 @@ def test_run_unit_with_noise_writes_the_displaced_image_first(place):
     assert all(r["group"] == "a_r0" and r["noise_source_id"] == "a" for r in rows[1:])
 
 
-def test_the_displaced_image_keeps_the_source_mask_bytes(place):
-    run_unit(unit(), place)
-    assert (place.out / "masks" / "a_r0.png").read_bytes() == (place.src.root / "masks" / "a.png").read_bytes()
+def test_the_displaced_image_keeps_the_source_mask_pixels_in_an_8_bit_gray_mask(place):
+    run_job(unit(), place)
+    assert np.array_equal(imageio.read_mask(place.out / "masks" / "a_r0.png"), place.src.read_mask("a"))
+    assert imageio.decode_image((place.out / "masks" / "a_r0.png").read_bytes()).ndim == 2
     assert not np.array_equal(imageio.read_image(place.out / "images" / "a_r0.png"), place.src.read_image("a"))
 
 
-def test_run_unit_with_noise_and_no_s_writes_only_the_displaced_image(place):
-    assert [r["id"] for r in run_unit(unit(s=None), place)] == ["a_r0"]
+def test_a_unit_with_noise_and_no_s_writes_only_the_displaced_image(place):
+    assert [r["id"] for r in run_job(unit(s=None), place)] == ["a_r0"]
     assert [p.name for p in (place.out / "images").iterdir()] == ["a_r0.png"]
 
 
-def test_run_unit_writes_the_same_files_every_time(place):
-    first = run_unit(unit(s=3), place)
-    assert run_unit(unit(s=3), place) == first
+def test_a_unit_writes_the_same_files_every_time(place):
+    first = run_job(unit(s=3), place)
+    assert run_job(unit(s=3), place) == first
 
 
 def test_remove_outputs_deletes_both_files_of_the_ids_only(place):
-    rows = run_unit(unit(s=3), place)
+    rows = run_job(unit(s=3), place)
     gone = [r["id"] for r in rows[2:]]
     remove_outputs(place.out, gone + ["never_written"])
     kept = [r["id"] for r in rows[:2]]

@@ -87,9 +87,10 @@ def test_an_empty_list_is_a_problem_naming_the_file(tmp_path):
     assert line.endswith("test.txt lists no id")
 
 
-def test_an_id_with_a_path_separator_is_a_problem(tmp_path):
+def test_an_id_leaving_the_dataset_is_a_problem(tmp_path):
     ds = make_source(tmp_path, train=("a", "../a"))
-    assert problems(ds) == ["train id '../a': not a plain file name"]
+    from sirst_synth.store.layout import id_problem
+    assert problems(ds) == [f"train id '../a': {id_problem('../a')}"]
 
 
 def test_the_fingerprint_is_the_same_when_nothing_changes(tmp_path):

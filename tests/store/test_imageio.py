@@ -54,3 +54,76 @@ def test_png_round_trip_is_lossless_for_gray_and_rgb():
         arr = rng.integers(0, 256, shape, dtype=np.uint8)
         from io import BytesIO
         assert np.array_equal(np.asarray(Image.open(BytesIO(encode_png(arr)))), arr)
+
+
+def _png(arr: np.ndarray, mode: str, **save) -> bytes:
+    from io import BytesIO
+
+    buf = BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def test_opencv_fast_path_decodes_exactly_what_pillow_does():
+    from sirst_synth.store.imageio import _decode_pillow, _decode_png_fast, decode_image
+
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (9, 13), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    fast = {"L": _png(gray, "L"), "RGB": _png(rgb, "RGB"), "L tRNS": _png(gray, "L", transparency=7),
+            "generated gray": encode_png(gray), "generated RGB": encode_png(rgb)}
+    slow = {"1": _png(gray > 128, "1"), "RGB tRNS": _png(rgb, "RGB", transparency=(1, 2, 3)),
+            "RGBA": _png(np.dstack([rgb, gray]), "RGBA"), "P": _png(rgb, "P")}
+    for name, data in {**fast, **slow}.items():
+        want = _decode_pillow(data, name)
+        got = decode_image(data, name)
+        assert (got.dtype, got.shape) == (want.dtype, want.shape) and np.array_equal(got, want), name
+        assert (_decode_png_fast(data) is not None) == (name in fast), name
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode_image(fast["L"][:60], "cut")  # IHDR intact, data cut: OpenCV fails, Pillow words it
+
+
+def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values():
+    from io import BytesIO
+
+    from sirst_synth.store.imageio import encode_image, encode_mask, gray_u8, method_gray
+
+    gray = np.random.default_rng(2).integers(0, 256, (7, 11), dtype=np.uint8)
+    one, three = Image.open(BytesIO(encode_image(gray))), Image.open(BytesIO(encode_image(gray, 3)))
+    assert one.mode == "L" and np.array_equal(np.asarray(one), gray)
+    assert three.mode == "RGB" and np.array_equal(np.asarray(three), np.dstack([gray] * 3))
+    assert encode_image(gray) == encode_image(gray.copy())  # deterministic bytes
+    for bad in (0, 2, 4):
+        with pytest.raises(ValueError, match="channels must be 1"):
+            encode_image(gray, bad)
+    with pytest.raises(ValueError, match="gray"):
+        encode_image(np.dstack([gray] * 3))
+    mask = np.zeros((7, 11), np.uint8)
+    mask[2, 3], mask[4, 5] = 255, 1
+    m = Image.open(BytesIO(encode_mask(mask)))
+    assert m.mode == "L" and np.array_equal(np.asarray(m), mask)
+    rgb = np.dstack([gray, gray, gray])
+    assert np.array_equal(gray_u8(rgb), gray) and gray_u8(gray) is gray
+    colour = np.dstack([gray, 255 - gray, gray // 2])
+    assert np.array_equal(gray_u8(colour), np.clip(np.rint(to_gray(colour)), 0, 255).astype(np.uint8))
+    # the method's gray: exact uint8 for gray and R=G=B, float for colour (rounded once, after mixing)
+    assert method_gray(rgb).dtype == np.uint8 and np.array_equal(method_gray(rgb), gray)
+    assert method_gray(colour).dtype == np.float32 and np.array_equal(method_gray(colour), to_gray(colour))
+    assert np.array_equal(gray_u8(method_gray(colour)), gray_u8(colour))
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    from sirst_synth.errors import WriteError
+    from sirst_synth.store.imageio import write_atomic
+
+    target = tmp_path / "a.png"
+    write_atomic(target, b"first")
+    write_atomic(str(target), b"x" * 300_000)
+    assert target.read_bytes() == b"x" * 300_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    with pytest.raises(WriteError, match="missing/b.png: cannot write"):
+        write_atomic(tmp_path / "missing" / "b.png", b"data")
+    (tmp_path / "dir.png").mkdir()  # renaming over a folder fails: the temporary file is removed
+    with pytest.raises(WriteError, match="dir.png: cannot write"):
+        write_atomic(tmp_path / "dir.png", b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dir.png"]

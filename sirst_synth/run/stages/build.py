@@ -17,10 +17,9 @@ from sirst_synth.plan.draws import NoiseDrawer
 from sirst_synth.plan.ids import build_id_clashes, displaced_id, refuse_clashes
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
-from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, remove_outputs, run_unit
+from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
-from sirst_synth.run.stages.displace import unit_key
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
@@ -29,6 +28,30 @@ from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
 log = logging.getLogger("sirst_synth")
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One unit of the build: displace train image ``input_id`` as ``out_id``, then write the
+    negatives of the displaced image."""
+
+    input_id: str
+    out_id: str
+    row: Row
+    noise: NoiseDraw
+    alpha: float
+    fit: str
+    s: int
+    channels: int = 1
+
+    @property
+    def key(self) -> str:
+        return self.out_id
+
+    def run(self, place: Place) -> list[Row]:
+        image, mask, targets, row = write_displaced(place, self.input_id, self.out_id, self.row, self.noise,
+                                                    self.alpha, self.fit, self.channels)
+        return [row, *write_negatives(place, self.out_id, image, mask, targets, self.s, row, self.channels)]
 
 
 @dataclass
@@ -110,8 +133,8 @@ class Build(DatasetStage):
                 idx = drawer.draw(id_, round_)
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
                 row = new_row(split="train", source_id=id_, round=round_)
-                jobs.append(UnitJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit, p.s))
-            for unit_rows in run_recorded(run_unit, jobs, [unit_key(j) for j in jobs], journal, opts.n_jobs,
+                jobs.append(BuildJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit, p.s, p.channels))
+            for unit_rows in run_recorded(run_job, jobs, [j.key for j in jobs], journal, opts.n_jobs,
                                           "building", opts.progress, place):
                 room = needed - made
                 made += min(room, len(unit_rows))

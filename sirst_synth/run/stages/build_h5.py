@@ -36,7 +36,8 @@ class BuildH5(Stage):
             return self._run_locked(ds, out, opts)
 
     def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
-        from sirst_synth.store.h5store import H5Dataset, pack_dataset
+        from sirst_synth.run.pack import pack_dataset
+        from sirst_synth.store.h5dataset import H5Dataset
 
         staging = out.with_name(out.name + ".building")
         completed = None

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from sirst_synth.plan.draws import NoiseDrawer
 from sirst_synth.plan.ids import check_new_ids, displaced_id
 from sirst_synth.plan.params import DisplaceParams
-from sirst_synth.run.jobs import NoiseDraw, Place, UnitJob, run_unit
+from sirst_synth.run.jobs import NoiseDraw, Place, run_job, write_displaced
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied, scan_sources
 from sirst_synth.store.dataset import Dataset
@@ -30,9 +30,26 @@ def inherited(row: Row | None, id_: str, round_: int | None = None) -> Row:
     return new_row(**fields)
 
 
-def unit_key(job: UnitJob) -> str:
-    """A unit's key in the journal."""
-    return job.out_id if job.noise is not None else f"{job.out_id}/negatives"
+@dataclass(frozen=True)
+class DisplaceJob:
+    """Displace train image ``input_id`` with the planned patch ``noise``; write it as ``out_id``.
+    ``row`` holds the fields the output inherits (source, round)."""
+
+    input_id: str
+    out_id: str
+    row: Row
+    noise: NoiseDraw
+    alpha: float
+    fit: str
+    channels: int = 1
+
+    @property
+    def key(self) -> str:
+        return self.out_id
+
+    def run(self, place: Place) -> list[Row]:
+        return [write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
+                                self.channels)[3]]
 
 
 @dataclass
@@ -43,7 +60,7 @@ class Displace(DatasetStage):
     params: DisplaceParams
     bank: Path
     _bank_info: dict[str, Any] = field(default_factory=dict, init=False)
-    _units: list[UnitJob] = field(default_factory=list, init=False)
+    _units: list[DisplaceJob] = field(default_factory=list, init=False)
 
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
         p = self.params
@@ -60,7 +77,8 @@ class Displace(DatasetStage):
                 row = inherited(manifest.get(rec.id), rec.id, r)
                 idx = drawer.draw(rec.id, r, row["source_id"])
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
-                self._units.append(UnitJob(rec.id, displaced_id(flat_name(rec.id), r), row, draw, p.alpha, p.fit))
+                self._units.append(DisplaceJob(rec.id, displaced_id(flat_name(rec.id), r), row, draw, p.alpha, p.fit,
+                                                p.channels))
         return sources
 
     def record_params(self) -> dict[str, Any]:
@@ -71,7 +89,7 @@ class Displace(DatasetStage):
 
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
         journal = Journal(state_dir(place.out) / "units.jsonl")
-        for _ in run_recorded(run_unit, self._units, [unit_key(u) for u in self._units], journal, opts.n_jobs,
+        for _ in run_recorded(run_job, self._units, [u.key for u in self._units], journal, opts.n_jobs,
                               "displacing", opts.progress, place):
             pass
         return chain(copied(copies, "train"), journal.rows())

@@ -7,17 +7,21 @@ import json
 import multiprocessing
 import pickle
 import shutil
+import zlib
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.store import h5store
+from sirst_synth.run import pack
+from sirst_synth.run.pack import pack_dataset
+from sirst_synth.store import h5dataset
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.h5store import H5Dataset, pack_dataset
+from sirst_synth.store.h5dataset import H5Dataset
 from sirst_synth.store.manifest import COLUMNS
 from sirst_synth.store.reader import open_dataset
 
@@ -85,17 +89,75 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
 
     ds = Dataset(copy, SPLIT)
     rows = ds.manifest()
-    for id_ in all_ids(ds)[:5]:
+    for k, id_ in enumerate(all_ids(ds)[:10]):
         gray = ds.read_image(id_)
-        data = imageio.encode_png(np.dstack([gray, gray, 255 - gray]))
+        assert gray.ndim == 2
+        # 0-4: true colour; 5-9: gray stored as RGB (R=G=B, as NUDT-SIRST)
+        data = imageio.encode_png(np.dstack([gray, gray, 255 - gray]) if k < 5 else np.dstack([gray] * 3))
         (copy / "images" / f"{id_}.png").write_bytes(data)
         rows[id_]["sha256_image"] = imageio.sha256(data)
     (copy / "manifest.csv").write_text(manifest_csv(rows.values()))
     pack_dataset(copy, tmp_path / "rgb.h5", SPLIT)
     h5 = open_dataset(tmp_path / "rgb.h5")
     assert assert_same_pixels(ds, h5) == 220
-    assert h5.read_image(all_ids(ds)[0]).shape == (256, 256, 3)
-    assert h5.read_image(all_ids(ds)[5]).ndim == 2
+    ids = all_ids(ds)
+    assert h5.read_image(ids[0]).shape == h5.read_image(ids[5]).shape == (256, 256, 3)
+    assert h5.read_image(ids[10]).ndim == 2
+    assert np.array_equal(h5.read_gray(ids[5]), ds.read_gray(ids[5]))
+    with h5py.File(tmp_path / "rgb.h5") as f:  # gray is stored as one channel, whatever the PNG held
+        layout = dict(zip(f["ids"].asstr()[()].tolist(), f["image_layout"][()].tolist()))
+        assert f["images"][ids[0]].shape == (256, 3 * 256 + 1) and layout[ids[0]] == h5dataset.RGB
+        assert f["images"][ids[5]].shape == (256, 257) and layout[ids[5]] == h5dataset.GRAY_AS_RGB
+        assert f["images"][ids[10]].shape == (256, 257) and layout[ids[10]] == h5dataset.GRAY
+
+
+def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Path) -> None:
+    """A file of format version 1 (pixels as decoded, no filter) reads as the PNG build."""
+    old = tmp_path / "v1.h5"
+    shutil.copy(packed, old)
+    png = Dataset(build, SPLIT)
+    with h5py.File(old, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["image_layout"]
+        for id_ in all_ids(png):
+            del f["images"][id_], f["masks"][id_]
+            f["images"].create_dataset(id_, data=png.read_image(id_), chunks=True, compression="gzip")
+            f["masks"].create_dataset(id_, data=png.read_mask(id_), chunks=True, compression="gzip")
+    assert assert_same_pixels(png, open_dataset(old)) == 220
+
+
+def test_the_builds_own_pngs_are_stored_without_decoding_and_others_are_refiltered(tmp_path: Path) -> None:
+    from sirst_synth.store import imageio
+
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, (6, 9), dtype=np.uint8)
+    mask = np.zeros((6, 9), np.uint8)
+    mask[2, 3] = 255
+    ours, other = imageio.encode_image(gray), imageio.encode_png(gray, (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB))
+    assert h5dataset.png_scanlines(ours, h5dataset.UP)[:2] == (6, 9)
+    assert h5dataset.png_scanlines(imageio.encode_mask(mask), h5dataset.NONE)[:2] == (6, 9)
+    for not_taken in (other, imageio.encode_image(gray, 3), imageio.encode_mask(mask), ours[:-30], b"not a png"):
+        assert h5dataset.png_scanlines(not_taken, h5dataset.UP) is None
+    for data in (ours, other):  # either way the stored scanlines undo to the pixels
+        (tmp_path / "i.png").write_bytes(data)
+        (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask))
+        packed = pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+        lines = np.frombuffer(zlib.decompress(packed.image_chunk), np.uint8).reshape(packed.image_shape)
+        assert (lines[:, 0] == 2).all() and np.array_equal(h5dataset.up_unfilter(lines[:, 1:].copy()), gray)
+    (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask[:5]))
+    with pytest.raises(DatasetError, match="differs from its image"):
+        pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+
+
+def test_up_filter_round_trips_any_size_and_layout() -> None:
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1), (1, 7), (9, 1), (256, 256), (5, 6, 3), (300, 301)):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        stored = h5dataset.up_filter(pixels)
+        assert np.array_equal(stored, np.diff(pixels, axis=0, prepend=np.zeros_like(pixels[:1])).astype(np.uint8))
+        assert np.array_equal(h5dataset.up_unfilter(stored), pixels)
+    big = rng.integers(0, 256, (3000, 3000), dtype=np.uint8)  # sums past 2**31: the 64-bit path
+    assert np.array_equal(h5dataset.up_unfilter(h5dataset.up_filter(big)), big)
 
 
 def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
@@ -112,7 +174,7 @@ def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
 
 def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
     with h5py.File(packed, "r") as f:
-        assert f.attrs["format"] == h5store.FORMAT and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == h5dataset.FORMAT and f.attrs["format_version"] == 2
         assert f.attrs["split"] == SPLIT
         assert f.attrs["info"] == (build / "sirst-synth.json").read_text()
         ids = f["ids"].asstr()[()].tolist()
@@ -127,6 +189,16 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
                 assert dset.chunks == dset.shape  # one chunk per image
                 assert dset.compression == "gzip"
                 assert dset.id.get_num_chunks() == 1
+        # images: PNG scanlines, filter byte 2 (Up) then the Up-filtered row; masks: filter byte 0, the row
+        png = Dataset(build, SPLIT)
+        layout = dict(zip(ids, f["image_layout"][()].tolist()))
+        assert f["image_layout"].dtype == np.uint8 and set(layout.values()) == {h5dataset.GRAY}  # demo data: gray
+        for id_ in ids[:: max(1, len(ids) // 25)]:
+            stored, pixels = f["images"][id_][()], png.read_image(id_)
+            assert stored.shape == (pixels.shape[0], pixels.shape[1] + 1) and (stored[:, 0] == 2).all()
+            assert np.array_equal(np.cumsum(stored[:, 1:], axis=0, dtype=np.uint8), pixels)
+            mask = f["masks"][id_][()]
+            assert (mask[:, 0] == 0).all() and np.array_equal(mask[:, 1:], png.read_mask(id_))
 
 
 def test_packing_is_deterministic_for_any_worker_count(build: Path, packed: Path, tmp_path: Path) -> None:
@@ -200,7 +272,7 @@ def test_an_interrupted_pack_keeps_the_old_file(build: Path, packed: Path, tmp_p
     out = tmp_path / "out.h5"
     out.write_bytes(b"previous")
     calls = []
-    real = h5store._write_pixels
+    real = pack._write_pixels
 
     def interrupt(*args):
         calls.append(1)
@@ -208,7 +280,7 @@ def test_an_interrupted_pack_keeps_the_old_file(build: Path, packed: Path, tmp_p
             raise KeyboardInterrupt
         real(*args)
 
-    monkeypatch.setattr(h5store, "_write_pixels", interrupt)
+    monkeypatch.setattr(pack, "_write_pixels", interrupt)
     with pytest.raises(KeyboardInterrupt):
         pack_dataset(build, out, SPLIT)
     assert out.read_bytes() == b"previous"
@@ -261,6 +333,8 @@ def test_nudt_build_packs_every_image(nudt_build: Path, tmp_path: Path) -> None:
     assert h5.manifest() == png.manifest()
     assert assert_same_pixels(png, h5) == 6226
     assert h5.read_image(h5.ids("test")[0]).shape == (256, 256, 3)  # NUDT-SIRST: gray stored as RGB
+    png_bytes = sum(p.stat().st_size for p in nudt_build.rglob("*") if p.is_file())
+    assert summary["bytes"] <= png_bytes  # gray stored as one channel: no larger than the PNG folder
 
 
 def test_build_format_h5_round_trips_to_the_png_build(build: Path, tmp_path: Path) -> None:
