@@ -232,3 +232,20 @@ def test_data_commands_never_import_torch(demo, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_channels_3_writes_generated_images_as_r_eq_g_eq_b_and_records_the_choice(demo, tmp_path):
+    gray_out, rgb_out = tmp_path / "gray", tmp_path / "rgb"
+    run_cli("build", "--src", demo, "--total", "40", "-o", gray_out, "-j", "1")
+    run_cli("build", "--src", demo, "--total", "40", "-o", rgb_out, "-j", "1", "--channels", "3")
+    rows = [r for r in manifest(rgb_out) if r["kind"] in ("displaced", "negative")]
+    assert rows and {r["channels"] for r in rows} == {"3"}
+    assert {r["channels"] for r in manifest(gray_out) if r["kind"] != "original"} == {"1"}
+    for r in rows[:5]:
+        rgb, gray = read(rgb_out / "images" / f"{r['id']}.png"), read(gray_out / "images" / f"{r['id']}.png")
+        assert rgb.ndim == 3 and gray.ndim == 2
+        assert all(np.array_equal(rgb[..., c], gray) for c in range(3))
+    info = json.loads((rgb_out / "sirst-synth.json").read_text())
+    assert info["parameters"]["channels"] == 3
+    res = run_cli("build", "--src", demo, "--total", "40", "-o", rgb_out, "-j", "1", "--resume", expect=1)
+    assert "channels was 3, now 1" in res.output

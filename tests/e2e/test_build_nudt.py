@@ -9,24 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tree_digest
-from support import centroids, expected_displaced, gray, ids, manifest, read
+from support import centroids, expected_displaced, expected_gray_displaced, ids, manifest, read
 
 SPLIT = "50_50"
-
-
-def expected_gray_displaced(src: Path, row: dict[str, str], grid: int) -> np.ndarray:
-    """docs/method.md section 3 on gray: the source's gray (its channel when R=G=B, else the 601 weights, in
-    float), the noise cell resized bilinear, mixed in float32, rounded once."""
-    import cv2
-
-    image = gray(read(src / "images" / f"{row['source_id']}.png")).astype(np.float32)
-    noise_src = gray(read(src / "images" / f"{row['noise_source_id']}.png"))
-    rh, rw = noise_src.shape[0] // grid, noise_src.shape[1] // grid
-    r, c = int(row["noise_row"]), int(row["noise_col"])
-    patch = noise_src[r * rh:(r + 1) * rh, c * rw:(c + 1) * rw].astype(np.float32)
-    n = cv2.resize(patch, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    a = np.float32(float(row["alpha"]))
-    return np.clip(np.rint(a * n + (np.float32(1) - a) * image), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
