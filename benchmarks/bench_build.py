@@ -400,7 +400,7 @@ def displaced_samples(spec: str, n: int) -> tuple[str, list, list, float]:
         if len(ids) == n + 1:
             break
     images, masks = [], []
-    for k, (id_, gray, mask) in enumerate(ids[:n]):
+    for k, (_, gray, mask) in enumerate(ids[:n]):
         other_gray, other_mask = ids[(k + 1) % len(ids)][1:]
         other = other_gray.astype(np.float32)
         regions = noise_prone_regions(other, other_mask)

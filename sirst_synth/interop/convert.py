@@ -54,8 +54,9 @@ def convert_image(data: bytes, name: str) -> Converted:
         return Converted(data, "copied", w, h)
     fmt, mode = _pillow_mode(data)
     buf = io.BytesIO()
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        im: Image.Image = opened
         if im.mode not in _PNG_MODES:
             im = im.convert("RGB" if pixels.ndim == 3 else "L")
         im.save(buf, "PNG", optimize=False)

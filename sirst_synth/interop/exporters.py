@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -174,16 +175,16 @@ def _voc_xml(id_: str, size: tuple[int, int, int], targets: list[Component]) -> 
     ET.SubElement(root, "filename").text = f"{id_}.png"
     ET.SubElement(ET.SubElement(root, "source"), "database").text = "sirst-synth export"
     el = ET.SubElement(root, "size")
-    for tag, value in zip(("width", "height", "depth"), size):
-        ET.SubElement(el, tag).text = str(value)
+    for tag, dim in zip(("width", "height", "depth"), size):
+        ET.SubElement(el, tag).text = str(dim)
     ET.SubElement(root, "segmented").text = "0"
     for t in targets:
         obj = ET.SubElement(root, "object")
         for tag, value in (("name", VOC_CLASS_NAME), ("pose", "Unspecified"), ("truncated", "0"), ("difficult", "0")):
             ET.SubElement(obj, tag).text = value
         box = ET.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), voc_box(t)):
-            ET.SubElement(box, tag).text = str(value)
+        for tag, coord in zip(("xmin", "ymin", "xmax", "ymax"), voc_box(t)):
+            ET.SubElement(box, tag).text = str(coord)
     ET.indent(root, space="    ")
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -225,7 +226,8 @@ def export_yolo(ex: Exporter, name: str) -> dict:
 
 
 def _coco(ex: Exporter, ids: list[str], description: str) -> dict:
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, id_ in enumerate(ids, start=1):
         w, h, _ = ex.size(id_)
         images.append({"id": image_id, "file_name": f"{id_}.png", "width": w, "height": h})

@@ -131,7 +131,7 @@ def _add_split(release: Release, name: str, train: Path, test: Path, problems: l
 def read_sirst(src: Path, split_name: str | None = None) -> Release:
     """SIRST as released: ``images/<id>.png``, ``masks/<id>_pixels0.png`` (XML boxes beside them),
     one folder per split (``idx_427``, ``idx_320``) holding ``trainval.txt`` and ``test.txt``."""
-    release, problems = Release("sirst", src), []
+    release, problems = Release("sirst", src), list[str]()
     images, masks = _need_dir(src / "images", "images"), _need_dir(src / "masks", "masks")
     for folder in sorted(p for p in src.iterdir() if p.is_dir()):
         if (folder / "trainval.txt").is_file() and (folder / "test.txt").is_file():
@@ -147,7 +147,7 @@ def read_sirst_v2(src: Path, split_name: str | None = None) -> Release:
     """SIRST-V2 as released: ``mixed/<id>.png``, ``annotations/masks/<id>_pixels0.png``, lists
     ``splits/trainval_<name>.txt`` + ``splits/test_<name>.txt`` (also ``<name>_trainval.txt``).
     Target-free images ship no mask: they get an all-zero mask."""
-    release, problems = Release("sirst-v2", src), []
+    release, problems = Release("sirst-v2", src), list[str]()
     images = _need_dir(src / "mixed", "mixed (images)")
     masks = _need_dir(src / "annotations" / "masks", "annotations/masks")
     lists = _need_dir(src / "splits", "splits")
@@ -167,7 +167,7 @@ def read_sirst_v2(src: Path, split_name: str | None = None) -> Release:
 def read_irstd_1k(src: Path, split_name: str | None = None) -> Release:
     """IRSTD-1k as released: ``IRSTD1k_Img/<id>.png``, ``IRSTD1k_Label/<id>.png``, ``trainval.txt``
     and ``test.txt`` beside them (one split, named ``split_name``)."""
-    release, problems = Release("irstd-1k", src), []
+    release, problems = Release("irstd-1k", src), list[str]()
     images, masks = _need_dir(src / "IRSTD1k_Img", "IRSTD1k_Img"), _need_dir(src / "IRSTD1k_Label", "IRSTD1k_Label")
     if (src / "trainval.txt").is_file() and (src / "test.txt").is_file():
         _add_split(release, split_name or DEFAULT_SPLIT_NAME, src / "trainval.txt", src / "test.txt", problems)
@@ -182,11 +182,13 @@ def read_basicirstd(src: Path, split_name: str | None = None) -> Release:
     """BasicIRSTD's layout: ``img_idx/train_<name>.txt`` + ``img_idx/test_<name>.txt`` (or beside
     ``images/``), ``images/`` and ``masks/`` with ``.png``, ``.bmp`` or ``.jpg`` files; each
     ``<name>`` is one split."""
-    release, problems = Release("basicirstd", src), []
+    release, problems = Release("basicirstd", src), list[str]()
     images, masks = _need_dir(src / "images", "images"), _need_dir(src / "masks", "masks")
     folder = src / "img_idx" if (src / "img_idx").is_dir() else src
     for path in sorted(folder.glob("train_*.txt")):
-        name = _BASIC_LIST.match(path.name).group("name")
+        match = _BASIC_LIST.match(path.name)
+        assert match is not None  # the files were chosen by this pattern
+        name = match.group("name")
         if (folder / f"test_{name}.txt").is_file():
             _add_split(release, name, path, folder / f"test_{name}.txt", problems)
     exts = (".png", ".bmp", ".jpg")  # BasicIRSTD's loader tries these, in this order
@@ -200,7 +202,7 @@ _TRAIN_FOLDERS, _TEST_FOLDERS = ("trainval", "train"), ("test",)
 def read_folders(src: Path, split_name: str | None = None) -> Release:
     """Per-part folders (SeRankDet, mmseg): ``trainval/images`` + ``trainval/masks`` (or ``train/``)
     and ``test/images`` + ``test/masks``; ids are the image file names without extension."""
-    release, problems = Release("folders", src), []
+    release, problems = Release("folders", src), list[str]()
     parts = {}
     for part, names in (("train", _TRAIN_FOLDERS), ("test", _TEST_FOLDERS)):
         found = [n for n in names if (src / n / "images").is_dir()]
@@ -225,11 +227,12 @@ def read_folders(src: Path, split_name: str | None = None) -> Release:
             if bad:
                 problems.append(f"{images}: file {id_!r} {bad}")
                 continue
-            mask = _find(masks, id_)
-            if mask is None:
-                problems.append(f"{part} id {id_!r}: mask not found in {masks}")
+            image, mask = _find(images, id_), _find(masks, id_)
+            if mask is None or image is None:
+                problems.append(f"{part} id {id_!r}: {'mask' if mask is None else 'image'} not found in "
+                                f"{masks if mask is None else images}")
                 continue
-            release.items[id_] = Item(id_, _find(images, id_), mask)
+            release.items[id_] = Item(id_, image, mask)
         unmatched = sorted(set(_stems(masks)) - set(ids))
         release.unlisted += [f"{folder}/masks/{m}" for m in unmatched]
     return _finish(release, problems)
@@ -238,7 +241,7 @@ def read_folders(src: Path, split_name: str | None = None) -> Release:
 def read_dnanet(src: Path, split_name: str | None = None) -> Release:
     """The DNANet layout itself (validated and copied): ``images/<id>.png``, ``masks/<id>.png``,
     every folder holding ``train.txt`` and ``test.txt`` is a split."""
-    release, problems = Release("dnanet", src), []
+    release, problems = Release("dnanet", src), list[str]()
     images, masks = _need_dir(src / "images", "images"), _need_dir(src / "masks", "masks")
     for folder in sorted(p for p in src.iterdir() if p.is_dir()):
         if (folder / "train.txt").is_file() and (folder / "test.txt").is_file():

@@ -14,6 +14,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sirst_synth.interop import convert
 from sirst_synth.interop.ids import flat_names
@@ -151,7 +152,7 @@ def _list_record(release: Release, name: str, part: str, ids: list[str]) -> dict
 
 
 def _write_splits(release: Release, tmp: Path, flats: dict[str, str], skipped: set[str]) -> dict:
-    record = {}
+    record: dict[str, Any] = {}
     for name in sorted(release.splits):
         record[name] = {}
         for part, file in (("train", "train.txt"), ("test", "test.txt")):

@@ -11,6 +11,7 @@ settings were chosen by measuring size and time on NUDT-SIRST and SIRST (benchma
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -227,10 +228,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(exc, OSError):
             raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise

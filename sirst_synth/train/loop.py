@@ -247,7 +247,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     model = UNetAFF(config.width).to(device)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adagrad(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     state: dict[str, Any] = {}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.reader import DatasetReader
 from sirst_synth.train.augment import pad_to_multiple
 from sirst_synth.train.metrics import Scores
 
@@ -29,7 +29,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, ds: Dataset, ids: Sequence[str], mean: float, std: float,
+    model: torch.nn.Module, ds: DatasetReader, ids: Sequence[str], mean: float, std: float,
     device: torch.device, batch_size: int = 8,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(id, boolean prediction (H, W))`` for each id, in order (sigmoid > 0.5).
@@ -66,7 +66,7 @@ def predict(
 
 
 def evaluate(
-    model: torch.nn.Module, ds: Dataset, ids: Sequence[str], mean: float, std: float,
+    model: torch.nn.Module, ds: DatasetReader, ids: Sequence[str], mean: float, std: float,
     device: torch.device, batch_size: int = 8,
     on_prediction: Callable[[str, np.ndarray], None] | None = None,
 ) -> dict[str, float | int]:

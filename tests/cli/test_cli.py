@@ -24,7 +24,7 @@ def test_stage_commands_chain_into_a_dataset(demo, tmp_path):
     out = run_cli("sample-noise", "--src", demo, "-o", bank).output
     assert out.startswith("sample-noise:") and "patches" in out
     with h5py.File(bank) as f:
-        assert set(s.decode() for s in f["source_id"][()]) <= set(ids(demo, "50_50", "train"))
+        assert {s.decode() for s in f["source_id"][()]} <= set(ids(demo, "50_50", "train"))
     out = run_cli("displace", "--src", demo, "--noise", bank, "--alpha", "0.2", "--rounds", "2", "-o", disp).output
     assert out.startswith("displace: 60 train (20 original, 40 displaced, 0 negative) + 20 test")
     out = run_cli("negaug", "--src", disp, "--s", "3", "--only", "displaced", "-o", neg).output

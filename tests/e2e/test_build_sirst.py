@@ -22,7 +22,7 @@ def sirst():
 def test_bad_mask_stops_the_build_with_one_clear_line(sirst, tmp_path):
     out = tmp_path / "out"
     result = run_cli("build", "--src", sirst, "--split", "idx_427", "-o", out, expect=1)
-    lines = [l for l in result.output.splitlines() if "Misc_111" in l]
+    lines = [line for line in result.output.splitlines() if "Misc_111" in line]
     assert len(lines) == 1 and "592x400" in lines[0] and "325x220" in lines[0]
     assert "Traceback" not in result.output
     assert not out.exists()

@@ -150,7 +150,7 @@ DEFECTS = [
 
 
 def assert_nothing_written(out: Path) -> None:
-    leftovers = [p for p in out.rglob("*")] if out.exists() else []
+    leftovers = list(out.rglob("*")) if out.exists() else []
     assert leftovers == [], leftovers
 
 

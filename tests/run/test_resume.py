@@ -6,6 +6,7 @@ and in the last batch (round 1). ``--resume`` must then finish it to the same fi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,10 +64,8 @@ def kill_when(src: Path, out: Path, ready: Callable[[Path], bool], timeout: floa
             assert time.monotonic() < deadline, "kill point not reached"
             time.sleep(0.002)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
