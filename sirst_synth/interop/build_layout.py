@@ -23,7 +23,7 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode
 from sirst_synth.run.stages.base import RunOptions
-from sirst_synth.run.stages.build import Build
+from sirst_synth.run.stages.build_h5 import build_in_staging
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.imageio import read_bytes, write_atomic
 from sirst_synth.store.layout import INFO_NAME, MANIFEST_NAME, RUN_LOG_NAME
@@ -74,12 +74,7 @@ class BuildLayout:
             check_output(out, ds.root, opts.force or (opts.resume and staging.is_dir()))
         elif staging.exists():
             shutil.rmtree(staging)  # left by a run killed while removing it
-        try:
-            summary = Build(self.params).run(ds, staging, opts, completed)
-        except ResumeError as exc:
-            if completed is None:
-                raise
-            raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+        summary = build_in_staging(self.params, ds, staging, out, opts, completed)
         if summary["resumed"] == RunMode.COMPLETE:
             return {**summary, "out": str(out)}
         start = time.perf_counter()

@@ -55,7 +55,7 @@ def unit(s=None, noise=True):
     draw = NoiseDraw(0, "a", 1, 1)
     if not noise:
         return NegateJob("a", "a", row, s)
-    return BuildJob("a", "a_r0", row, draw, 0.5, "resize", s) if s else DisplaceJob("a", "a_r0", row, draw, 0.5, "resize")
+    return BuildJob("a", "a_r0", row, draw, 0.5, "resize", s=s) if s else DisplaceJob("a", "a_r0", row, draw, 0.5, "resize")
 
 
 def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):

@@ -21,7 +21,7 @@ from sirst_synth.run.stages.negaug import Negaug
 from sirst_synth.run.stages.sample_noise import SampleNoise
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import INFO_NAME, state_dir
+from sirst_synth.store.layout import INFO_NAME, LOCK_NAME, RUN_LOG_NAME, state_dir
 from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
@@ -67,9 +67,9 @@ def lines(path: Path) -> list[str]:
 
 
 def content_digest(root: Path) -> str:
-    """Every file of the dataset except the build record (which holds paths and timings)."""
+    """Every file of the dataset except the run log (which holds timings) and the lock."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != INFO_NAME):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (RUN_LOG_NAME, LOCK_NAME)):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 

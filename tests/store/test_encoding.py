@@ -106,7 +106,7 @@ def _unit(place: Place, id_: str, channels: int, out: Path) -> list[dict]:
         draw = NoiseDraw(k, bank.source_id[k], int(bank.grid[k][0]), int(bank.grid[k][1]))
     for folder in ("images", "masks"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    job = BuildJob(id_, f"{id_}_r0", new_row(split="train", source_id=id_, round=0), draw, 0.1, "resize", 3, channels)
+    job = BuildJob(id_, f"{id_}_r0", new_row(split="train", source_id=id_, round=0), draw, 0.1, "resize", channels=channels, s=3)
     return run_job(job, Place(place.src, out, place.bank))
 
 

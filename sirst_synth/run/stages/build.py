@@ -20,6 +20,7 @@ from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
+from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
@@ -31,22 +32,12 @@ log = logging.getLogger("sirst_synth")
 
 
 @dataclass(frozen=True)
-class BuildJob:
-    """One unit of the build: displace train image ``input_id`` as ``out_id``, then write the
-    negatives of the displaced image."""
+class BuildJob(DisplaceJob):
+    """One unit of the build: displace train image ``input_id`` as ``out_id`` (a
+    :class:`~sirst_synth.run.stages.displace.DisplaceJob`), then write the negatives of the
+    displaced image with windows of side ``s``."""
 
-    input_id: str
-    out_id: str
-    row: Row
-    noise: NoiseDraw
-    alpha: float
-    fit: str
-    s: int
-    channels: int = 1
-
-    @property
-    def key(self) -> str:
-        return self.out_id
+    s: int = 3
 
     def run(self, place: Place) -> list[Row]:
         image, mask, targets, row = write_displaced(place, self.input_id, self.out_id, self.row, self.noise,
@@ -133,7 +124,8 @@ class Build(DatasetStage):
                 idx = drawer.draw(id_, round_)
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
                 row = new_row(split="train", source_id=id_, round=round_)
-                jobs.append(BuildJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit, p.s, p.channels))
+                jobs.append(BuildJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit,
+                                     channels=p.channels, s=p.s))
             for unit_rows in run_recorded(run_job, jobs, [j.key for j in jobs], journal, opts.n_jobs,
                                           "building", opts.progress, place):
                 room = needed - made

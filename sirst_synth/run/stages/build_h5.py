@@ -22,6 +22,18 @@ from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import temp_files
 
 
+def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path, opts: RunOptions,
+                     completed: dict[str, Any] | None) -> dict[str, Any]:
+    """Make (or resume) the PNG build of ``out`` in the folder ``staging``; ``completed``: the
+    record of a finished ``out``. Resume errors name ``out``, the output the user asked for."""
+    try:
+        return Build(params).run(ds, staging, opts, completed)
+    except ResumeError as exc:
+        if completed is None:
+            raise
+        raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+
+
 @dataclass
 class BuildH5(Stage):
     """:class:`Build` into one HDF5 file."""
@@ -45,12 +57,7 @@ class BuildH5(Stage):
             completed = H5Dataset(out).info()
         else:
             check_output_file(out, ds.root, opts.force or opts.resume)
-        try:
-            summary = Build(self.params).run(ds, staging, opts, completed)
-        except ResumeError as exc:
-            if completed is None:
-                raise
-            raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+        summary = build_in_staging(self.params, ds, staging, out, opts, completed)
         if summary["resumed"] == RunMode.COMPLETE:
             return {**summary, "out": str(out)}
         start = time.perf_counter()
