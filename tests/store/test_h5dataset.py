@@ -249,7 +249,7 @@ def test_eval_command_reports_a_bad_file_as_one_line(packed: Path, tmp_path: Pat
 
     result = CliRunner().invoke(eval_command, ["--pred", str(tmp_path), "--data", str(packed), "--split", "nope"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"Error: {packed}: no split 'nope' in the file; it has: 50_50"]
+    assert result.output.strip().splitlines() == [f"error: {packed}: no split 'nope' in the file; it has: 50_50"]
 
 
 def test_a_failed_pack_leaves_no_output(build: Path, tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import REPO
 from train_fixtures import blob_dataset, blob_scene, write_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "experiment.sh"
+SCRIPT = REPO / "examples" / "experiment.sh"
 
 
 def _grouped_build(root: Path) -> Path:
