@@ -22,8 +22,9 @@ from sirst_synth.plan.ids import negative_id
 from sirst_synth.run.sources import one_opencv_thread, source_pixels
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.fingerprint import ImageSums, gray_sums
 from sirst_synth.store.layout import image_name, mask_name
-from sirst_synth.store.manifest import Row
+from sirst_synth.store.manifest import SUMS, Row
 from sirst_synth.store.noisebank import cached_bank
 
 
@@ -43,6 +44,8 @@ class CopyJob:
 
     id: str
     row: Row
+    #: the scan's gray sums of a train image (:data:`SUMS`), carried to the row
+    sums: ImageSums | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
     """Copy image and mask bytes unchanged; return the row with their hashes (a list of one)."""
     image = imageio.read_bytes(place.src.image_path(job.id))
     mask = imageio.read_bytes(place.src.mask_path(job.id))
-    return [write_pair(place.out, job.row.get("id") or job.id, image, mask, job.row)]  # the row's id: flat
+    row = job.row if job.sums is None else {**job.row, SUMS: job.sums}
+    return [write_pair(place.out, job.row.get("id") or job.id, image, mask, row)]  # the row's id: flat
 
 
 class Job(Protocol):
@@ -96,7 +100,8 @@ def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: N
     row = {**row, "kind": "displaced", "group": out_id, "noise_source_id": noise.source_id,
            "noise_row": str(noise.row), "noise_col": str(noise.col), "alpha": repr(alpha),
            "channels": str(channels)}
-    written = write_pair(place.out, out_id, imageio.encode_image(image, channels), imageio.encode_mask(source.mask), row)
+    written = write_pair(place.out, out_id, imageio.encode_image(image, channels), imageio.encode_mask(source.mask),
+                         {**row, SUMS: gray_sums(image)})
     return image, source.mask, source.targets, written
 
 
@@ -109,7 +114,7 @@ def write_negatives(place: Place, group: str, image: np.ndarray, mask: np.ndarra
     for neg in negatives(image, mask, list(targets), s):
         neg_row = {**row, "kind": "negative", "group": group, "target": str(neg.target.label),
                    "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k),
-                   "channels": str(channels)}
+                   "channels": str(channels), SUMS: gray_sums(neg.image)}
         rows.append(write_pair(place.out, negative_id(group, neg.target.label, neg.k),
                                imageio.encode_image(neg.image, channels), imageio.encode_mask(neg.mask), neg_row))
     return rows

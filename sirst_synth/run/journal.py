@@ -22,7 +22,7 @@ from sirst_synth.errors import ResumeError
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store.imageio import write_atomic
 from sirst_synth.store.layout import state_dir, temp_files
-from sirst_synth.store.manifest import COLUMNS, Row
+from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 
 RUN_NAME = "run.json"
 
@@ -86,18 +86,24 @@ def remove_temp_files(out: Path) -> int:
 
 
 def _encode(key: str, rows: list[Row]) -> bytes:
-    line = json.dumps([key, [[r[c] for c in COLUMNS] for r in rows]], separators=(",", ":"))
-    return (line + "\n").encode("utf-8")
+    """``[key, rows' column values]``, plus the rows' image sums (:data:`SUMS`) when they carry them."""
+    entry: list[Any] = [key, [[r[c] for c in COLUMNS] for r in rows]]
+    if any(SUMS in r for r in rows):
+        entry.append([r.get(SUMS) for r in rows])
+    return (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _decode(line: bytes) -> tuple[str, list[Row]]:
-    """A journal line's key and rows; ValueError when the line is not one."""
+    """A journal line's key and rows (with their sums, when recorded); ValueError when the line is not one."""
     try:
-        key, rows = json.loads(line)
-        rows = [dict(zip(COLUMNS, values, strict=True)) for values in rows]
-    except (TypeError, ValueError) as exc:
+        key, values, *sums = json.loads(line)
+        rows = [dict(zip(COLUMNS, v, strict=True)) for v in values]
+        for row, s in zip(rows, sums[0], strict=True) if sums else ():
+            if s is not None:
+                row[SUMS] = (int(s[0]), float(s[1]), float(s[2]))
+    except (TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"not a journal line ({exc})") from None
-    if not isinstance(key, str):
+    if not isinstance(key, str) or len(sums) > 1:
         raise ValueError("not a journal line (key)")
     return key, rows
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.run.journal import check_same_run, read_run, remove_state, remove_temp_files, write_run
+from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
 from sirst_synth.store.imageio import write_atomic
 from sirst_synth.store.layout import (
     INFO_NAME,
@@ -30,7 +31,7 @@ from sirst_synth.store.layout import (
     state_dir,
     temp_path,
 )
-from sirst_synth.store.manifest import COLUMNS, Row
+from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 from sirst_synth.store.record import read_record, record_path, record_text
 
 
@@ -149,16 +150,16 @@ class _AtomicText:
 
 
 def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
-                  norm: Callable[[list[str]], dict[str, Any]] | None = None) -> dict[str, int]:
+                  norm: Callable[[list[tuple[str, ImageSums | None]]], dict[str, Any]] | None = None) -> dict[str, int]:
     """Stream ``rows`` (in order) into the split lists and the manifest, then write
-    ``sirst-synth.json`` with ``norm(train ids)`` (``img_norm_cfg``) and the counts, then drop the
-    build state. Return the counts."""
+    ``sirst-synth.json`` with ``norm`` of the train images (``img_norm_cfg``, from each row's id and
+    the sums it carries) and the counts, then drop the build state. Return the counts."""
     make_folder(out / split)
     files = [_AtomicText(out / split / "train.txt"), _AtomicText(out / split / "test.txt"),
              _AtomicText(out / MANIFEST_NAME)]
     lists = {"train": files[0].fh, "test": files[1].fh}
     counts = {"train": 0, "test": 0, "original": 0, "displaced": 0, "negative": 0}
-    train_ids: list[str] = []
+    train: list[tuple[str, ImageSums | None]] = []
     try:
         manifest = csv.writer(files[2].fh, lineterminator="\n")
         manifest.writerow(COLUMNS)
@@ -167,7 +168,7 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
             manifest.writerow([row[c] for c in COLUMNS])
             _count(counts, row)
             if row["split"] == "train":
-                train_ids.append(row["id"])
+                train.append((row["id"], row.get(SUMS)))
         for f in files:
             f.commit()
     except BaseException:
@@ -175,28 +176,28 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
             f.abort()
         raise
     if norm is not None:
-        info = {**info, "img_norm_cfg": norm(train_ids)}
+        info = {**info, "img_norm_cfg": norm(train)}
     write_atomic(record_path(out), record_text({**info, "counts": counts}).encode("utf-8"))
     remove_state(out)
     return counts
 
 
-def _image_sums(ids: list[str], root: str) -> list[tuple[int, float, float]]:
-    from sirst_synth.store.fingerprint import gray_sums
-    from sirst_synth.store.imageio import read_image, to_gray
+def _image_sums(ids: list[str], root: str) -> list[ImageSums]:
+    from sirst_synth.store.imageio import method_gray, read_image
 
-    return [gray_sums(to_gray(read_image(Path(root) / image_name(id_)))) for id_ in ids]
+    return [gray_sums(method_gray(read_image(Path(root) / image_name(id_)))) for id_ in ids]
 
 
-def train_norm(out: Path, ids: list[str], n_jobs: int, batch: int = 64) -> dict[str, Any]:
-    """``img_norm_cfg`` (mean and std of every gray pixel) of the images ``ids`` written in ``out``,
-    read in workers; pooled in id order, so it does not depend on ``n_jobs``."""
+def train_norm(out: Path, train: list[tuple[str, ImageSums | None]], n_jobs: int, batch: int = 64) -> dict[str, Any]:
+    """``img_norm_cfg`` (mean and std of every gray pixel) of the train images written in ``out``:
+    from the sums their rows carry, reading in workers only the images whose rows carry none (rows
+    replayed from a journal of an older version). Pooled exactly, so it does not depend on ``n_jobs``."""
     from sirst_synth.run.parallel import run_jobs
-    from sirst_synth.store.fingerprint import norm_from_sums
 
-    batches = [ids[i:i + batch] for i in range(0, len(ids), batch)]
-    sums = [s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", False, str(out)) for s in found]
-    return {"part": "train", **norm_from_sums(sums)}
+    missing = [id_ for id_, sums in train if sums is None]
+    batches = [missing[i:i + batch] for i in range(0, len(missing), batch)]
+    read = iter([s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", False, str(out)) for s in found])
+    return {"part": "train", **norm_from_sums([sums if sums is not None else next(read) for _, sums in train])}
 
 
 def _count(counts: dict[str, int], row: Row) -> None:

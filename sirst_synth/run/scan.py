@@ -8,7 +8,7 @@ not decode them again.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,6 +21,7 @@ from sirst_synth.run.parallel import run_jobs
 from sirst_synth.run.sources import keep_source, one_opencv_thread
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.fingerprint import ImageSums, fingerprint_of, gray_sums, hashed_line
 from sirst_synth.store.layout import PARTS, id_problem
 from sirst_synth.store.noisebank import NoiseBankWriter
 
@@ -39,6 +40,8 @@ class SourceRecord:
     sha256_mask: str
     #: mask values other than 0 and 255 (at most 5, ascending); pixels > 0 are still the targets.
     odd_mask_values: tuple[int, ...] = ()
+    #: pixels, sum and sum of squares of a train image's gray (for ``img_norm_cfg``)
+    gray_sums: ImageSums | None = None
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,8 @@ class ScanResult:
 
     def fingerprint(self) -> str:
         """SHA-256 over every valid id with its part and file hashes, in split order."""
-        h = hashlib.sha256()
-        for part in sorted(self.records):
-            for r in self.records[part]:
-                h.update(f"{part}\t{r.id}\t{r.sha256_image}\t{r.sha256_mask}\n".encode())
-        return h.hexdigest()
+        return fingerprint_of(hashed_line(part, r.id, r.sha256_image, r.sha256_mask)
+                              for part in sorted(self.records) for r in self.records[part])
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     if job.part != "train":
         return record, None, [], []
     gray = imageio.method_gray(image)  # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
+    record = dataclasses.replace(record, gray_sums=gray_sums(gray))
     keep_source(ds, job.id, gray, mask, targets)
     if not job.sample:
         return record, None, [], []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +24,43 @@ def _file_sha(path: Path) -> str:
     return imageio.sha256(imageio.read_bytes(path))
 
 
+def hashed_line(part: str, id_: str, sha256_image: str, sha256_mask: str) -> str:
+    """One hashed line of a fingerprint (the one definition, also of the build's ``source.fingerprint``)."""
+    return f"{part}\t{id_}\t{sha256_image}\t{sha256_mask}\n"
+
+
+def fingerprint_of(lines: Iterable[str]) -> str:
+    """SHA-256 (hex) of fingerprint lines, in order."""
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode())
+    return h.hexdigest()
+
+
 def fingerprint_lines(ds: Dataset) -> list[str]:
     """The hashed lines, in hashing order (for a diff when two fingerprints differ)."""
-    lines = []
-    for part in sorted(PARTS):
-        for id_ in ds.ids(part):
-            lines.append(f"{part}\t{id_}\t{_file_sha(ds.image_path(id_))}\t{_file_sha(ds.mask_path(id_))}\n")
-    return lines
+    return [hashed_line(part, id_, _file_sha(ds.image_path(id_)), _file_sha(ds.mask_path(id_)))
+            for part in sorted(PARTS) for id_ in ds.ids(part)]
 
 
 def split_fingerprint(ds: Dataset) -> str:
     """SHA-256 (hex) of the split's ids and file hashes; see the module docstring."""
-    h = hashlib.sha256()
-    for line in fingerprint_lines(ds):
-        h.update(line.encode())
-    return h.hexdigest()
+    return fingerprint_of(fingerprint_lines(ds))
 
 
 ImageSums = tuple[int, float, float]  #: pixels, sum and sum of squares of one gray image
 
 
 def gray_sums(gray: np.ndarray) -> ImageSums:
-    """Pixels, sum and sum of squares (float64) of one gray image."""
-    g = gray.astype(np.float64)
-    return int(g.size), float(g.sum()), float(np.square(g).sum())
+    """Pixels, sum and sum of squares of one gray image (uint8: exact integer sums; float: float64).
+
+    The same pixels give the same bits whether the image is in a worker's hands or read back from
+    its file, so a build records these for the images it writes instead of reading them again."""
+    if gray.dtype == np.uint8:
+        g = gray.astype(np.int64)
+        return int(g.size), float(g.sum()), float(np.square(g).sum())
+    f = gray.astype(np.float64)
+    return int(f.size), float(f.sum()), float(np.square(f).sum())
 
 
 def norm_from_sums(sums: list[ImageSums]) -> dict[str, float | int]:

@@ -1,6 +1,8 @@
 """``manifest.csv``: one row per image of a built dataset, the plan plus hashes (docs/method.md section 6)."""
 from __future__ import annotations
 
+from typing import Any
+
 COLUMNS = (
     "id", "split", "kind", "source_id", "round", "group",
     "noise_source_id", "noise_row", "noise_col", "alpha",
@@ -8,7 +10,12 @@ COLUMNS = (
     "sha256_image", "sha256_mask",
 )
 
-Row = dict[str, str]
+#: a manifest row: column -> string value (plus, while a build runs, :data:`SUMS`)
+Row = dict[str, Any]
+
+#: a row's extra key, not a column: its image's gray sums (pixels, sum, sum of squares), kept by
+#: the journal so the build's ``img_norm_cfg`` needs no second read of the images it wrote
+SUMS = "_sums"
 
 
 def new_row(**fields: object) -> Row:

@@ -173,3 +173,18 @@ def test_remove_temp_files_deletes_only_temporary_files_in_out_and_its_folders(t
     assert remove_temp_files(tmp_path) == 2
     assert all(p.exists() for p in keep)
     assert not any(p.exists() for p in temps)
+
+
+def test_rows_keep_their_image_sums_through_the_journal_and_lines_without_sums_still_replay(tmp_path):
+    from sirst_synth.store.manifest import SUMS
+
+    path = tmp_path / "units.jsonl"
+    with_sums = [{**row("a"), SUMS: (4, 10.0, 30.5)}, row("b")]
+    journal = Journal(path)
+    journal.append("a", with_sums)
+    journal.close()
+    path.open("a").write(json.dumps(["c", [[row("c")[c] for c in row("c")]]]) + "\n")  # a line without sums
+    replay = Journal(path)
+    assert replay.take("a") == with_sums
+    assert replay.take("c") == [row("c")]
+    assert replay.take("d") is None

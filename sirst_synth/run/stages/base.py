@@ -168,7 +168,7 @@ def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
     for part in PARTS:
         for rec in result.records.get(part, []):
             row = manifest.get(rec.id) or {**original_row(flat_name(rec.id), part), "source_id": rec.id}
-            jobs.append(CopyJob(rec.id, {**row, "split": part}))
+            jobs.append(CopyJob(rec.id, {**row, "split": part}, rec.gray_sums))
     return jobs
 
 
@@ -214,7 +214,7 @@ def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record
     runs), then append this run's mode and seconds to the run log."""
     info = {"command": record["command"], "parameters": record["parameters"], **extra,
             "source": source_info(ds, sources)}
-    counts = finish_output(out, ds.split, rows, info, lambda ids: train_norm(out, ids, n_jobs))
+    counts = finish_output(out, ds.split, rows, info, lambda train: train_norm(out, train, n_jobs))
     seconds = round(time.perf_counter() - start, 3)
     append_run(out, {"command": record["command"], "mode": how.value, "seconds": seconds,
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
