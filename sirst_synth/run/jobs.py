@@ -9,6 +9,7 @@ A worker decodes each train image once (:mod:`sirst_synth.run.sources`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,12 +21,13 @@ from sirst_synth.method.negatives import negatives
 from sirst_synth.method.targets import Target
 from sirst_synth.plan.ids import negative_id
 from sirst_synth.run.sources import one_opencv_thread, source_pixels
-from sirst_synth.store import imageio
+from sirst_synth.store import imageio, pngbands
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import ImageSums, gray_sums
 from sirst_synth.store.layout import image_name, mask_name
 from sirst_synth.store.manifest import SUMS, Row
 from sirst_synth.store.noisebank import cached_bank
+from sirst_synth.store.pngbands import BandedPNG
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,29 @@ def run_job(job: Job, place: Place) -> list[Row]:
     return job.run(place)
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A gray image with its mask and targets, the banded PNGs of both
+    (:mod:`sirst_synth.store.pngbands`), and the manifest row its negatives inherit (``group``,
+    ``channels``, gray sums, provenance)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    targets: tuple[Target, ...]
+    image_png: BandedPNG
+    mask_png: BandedPNG
+    row: Row
+
+
+def encoded(image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], row: Row, channels: int) -> Encoded:
+    """:class:`Encoded` of a uint8 gray ``image`` written with ``channels``."""
+    return Encoded(image, mask, targets, imageio.banded_image(image, channels), imageio.banded_mask(mask), row)
+
+
 def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: NoiseDraw, alpha: float, fit: str,
-                    channels: int) -> tuple[np.ndarray, np.ndarray, tuple[Target, ...], Row]:
+                    channels: int) -> Encoded:
     """Displace train image ``input_id`` with the bank patch ``noise`` and write it as ``out_id``
-    (docs/method.md section 3); return its gray image, mask, targets and manifest row."""
+    (docs/method.md section 3)."""
     imageio.check_channels(channels)
     source = source_pixels(place.src, input_id)
     assert place.bank is not None, "a displacement job needs the noise bank"
@@ -100,23 +121,30 @@ def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: N
     row = {**row, "kind": "displaced", "group": out_id, "noise_source_id": noise.source_id,
            "noise_row": str(noise.row), "noise_col": str(noise.col), "alpha": repr(alpha),
            "channels": str(channels)}
-    written = write_pair(place.out, out_id, imageio.encode_image(image, channels), imageio.encode_mask(source.mask),
-                         {**row, SUMS: gray_sums(image)})
-    return image, source.mask, source.targets, written
+    base = encoded(image, source.mask, source.targets, {**row, SUMS: gray_sums(image)}, channels)
+    written = write_pair(place.out, out_id, base.image_png.png(), base.mask_png.png(), base.row)
+    return dataclasses.replace(base, row=written)
 
 
-def write_negatives(place: Place, group: str, image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], s: int,
-                    row: Row, channels: int) -> list[Row]:
-    """Write the distinct negatives of every target of ``image`` (docs/method.md section 4) as
-    ``<group>_t<label>_k<k>``; ``row`` holds the fields they inherit (source, round, noise)."""
+def write_negatives(place: Place, base: Encoded, s: int, channels: int) -> list[Row]:
+    """Write the distinct negatives of every target of ``base`` (docs/method.md section 4) as
+    ``<group>_t<label>_k<k>``, ``group`` from its row; they inherit its row's fields (source,
+    round, noise).
+
+    A negative differs from ``base`` in one s x s window, so only the PNG bands of the window's
+    rows are deflated again, and a mask whose window the rotation leaves unchanged is ``base``'s
+    mask file. Its gray sums are ``base``'s: a rotation only moves pixels inside the window."""
     imageio.check_channels(channels)
+    group, mask_bytes = base.row["group"], base.mask_png.png()
     rows = []
-    for neg in negatives(image, mask, list(targets), s):
-        neg_row = {**row, "kind": "negative", "group": group, "target": str(neg.target.label),
-                   "cy": str(neg.target.cy), "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k),
-                   "channels": str(channels), SUMS: gray_sums(neg.image)}
-        rows.append(write_pair(place.out, negative_id(group, neg.target.label, neg.k),
-                               imageio.encode_image(neg.image, channels), imageio.encode_mask(neg.mask), neg_row))
+    for neg in negatives(base.image, base.mask, list(base.targets), s):
+        y0, y1, x0, x1 = neg.y0, neg.y0 + s, neg.x0, neg.x0 + s
+        neg_row = {**base.row, "kind": "negative", "target": str(neg.target.label), "cy": str(neg.target.cy),
+                   "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k)}
+        image_png = pngbands.changed(base.image_png, imageio.image_pixels(neg.image, channels), y0, y1).png()
+        same_mask = np.array_equal(neg.mask[y0:y1, x0:x1], base.mask[y0:y1, x0:x1])
+        neg_mask = mask_bytes if same_mask else pngbands.changed(base.mask_png, neg.mask, y0, y1).png()
+        rows.append(write_pair(place.out, negative_id(group, neg.target.label, neg.k), image_png, neg_mask, neg_row))
     return rows
 
 

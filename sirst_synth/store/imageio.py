@@ -4,10 +4,12 @@ Reading: 8-bit gray and RGB PNGs (the common case) are decoded by OpenCV, about 
 as Pillow; everything else goes through Pillow, which reports the stored mode (L, RGB, RGBA, P,
 ...), so we can refuse 16-bit or float data with a clear message. Both give the same pixels.
 
-Writing goes through OpenCV's PNG encoder with fixed settings (deterministic bytes), always under
-a temporary name that is renamed into place. Generated images are 8-bit single-channel gray (what
-the method computes) or, for loaders that need three channels, R=G=B; masks are 8-bit gray. The
-settings were chosen by measuring size and time on NUDT-SIRST and SIRST (benchmarks/README.md).
+Generated images and masks are written as banded PNGs (:mod:`.pngbands`: zlib level 1, run-length
+matches, the Up filter for images and none for masks, chosen by measuring size and time on
+NUDT-SIRST and SIRST, benchmarks/README.md), so a negative re-deflates only the rows its window
+changes. Generated images are 8-bit single-channel gray (what the method computes) or, for loaders
+that need three channels, R=G=B; masks are 8-bit gray. Other arrays go through OpenCV's PNG encoder
+(:func:`encode_png`). Every file is written under a temporary name that is renamed into place.
 """
 from __future__ import annotations
 
@@ -22,18 +24,13 @@ from PIL import Image
 
 from sirst_synth.errors import ImageError, WriteError
 from sirst_synth.method.choices import CHANNELS
+from sirst_synth.store import pngbands
 from sirst_synth.store.layout import temp_path
 
-#: PNG settings of images: zlib level 1, run-length matches only, the Up filter on every row. As fast
-#: to encode as OpenCV's defaults (level 1, RLE, Sub filter) and 7-10 % smaller on NUDT-SIRST and
-#: SIRST, and the cheapest filter to undo when reading.
-IMAGE_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-             cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP)
-#: PNG settings of masks: 8-bit gray, no filter, run-length matches: a third of the size of the
-#: default settings. 1-bit PNGs are a little smaller but Pillow opens them as mode '1' (booleans),
-#: which DNANet's and BasicIRSTD's loaders read as 1/255 for a target pixel.
-MASK_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
+#: OpenCV PNG settings of the other arrays written (demo data, exports, predicted masks): zlib level 1,
+#: run-length matches only, the Up filter on every row, as the banded PNGs of generated images.
+OPENCV_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -135,8 +132,9 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def encode_png(arr: np.ndarray, params: tuple[int, ...] = IMAGE_PNG) -> bytes:
-    """Encode a uint8 (H, W) or RGB (H, W, 3) array as PNG bytes (deterministic)."""
+def encode_png(arr: np.ndarray, params: tuple[int, ...] = OPENCV_PNG) -> bytes:
+    """Encode a uint8 (H, W) or RGB (H, W, 3) array as PNG bytes with OpenCV (``params``: its
+    ``IMWRITE_PNG_*`` settings; deterministic)."""
     if arr.dtype != np.uint8:
         raise TypeError(f"expected uint8, got {arr.dtype}")
     if arr.ndim == 3:
@@ -153,22 +151,38 @@ def check_channels(channels: int) -> None:
         raise ValueError(f"channels must be 1 (gray) or 3 (R=G=B), got {channels!r}")
 
 
-def encode_image(gray: np.ndarray, channels: int = 1) -> bytes:
-    """PNG bytes of a generated image: uint8 (H, W) gray written as 8-bit gray (``channels`` 1) or
-    as RGB with R=G=B (``channels`` 3)."""
+def image_pixels(gray: np.ndarray, channels: int = 1) -> np.ndarray:
+    """The pixels a generated image is written with: uint8 (H, W) gray as it is (``channels`` 1)
+    or as (H, W, 3) with R=G=B (``channels`` 3)."""
     check_channels(channels)
     if gray.ndim != 2:
         raise ValueError(f"expected a gray (H, W) image, got shape {gray.shape}")
-    if channels == 3:
-        gray = np.repeat(gray[:, :, None], 3, axis=2)
-    return encode_png(gray, IMAGE_PNG)
+    return np.repeat(gray[:, :, None], 3, axis=2) if channels == 3 else gray
+
+
+def banded_image(gray: np.ndarray, channels: int = 1) -> pngbands.BandedPNG:
+    """The banded PNG (:mod:`.pngbands`, Up filter) of a generated image: uint8 (H, W) gray written
+    as 8-bit gray (``channels`` 1) or as RGB with R=G=B (``channels`` 3)."""
+    return pngbands.encode(image_pixels(gray, channels), pngbands.UP)
+
+
+def banded_mask(mask: np.ndarray) -> pngbands.BandedPNG:
+    """The PNG (:mod:`.pngbands`, no filter) of a uint8 (H, W) mask, its values kept, as one band: a
+    mask is mostly zeros, deflated whole in a tenth of an image's time and to half the bytes of
+    16-row bands."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected a (H, W) mask, got shape {mask.shape}")
+    return pngbands.encode(mask, pngbands.NONE, band_rows=max(1, mask.shape[0]))
+
+
+def encode_image(gray: np.ndarray, channels: int = 1) -> bytes:
+    """PNG bytes of a generated image (:func:`banded_image`)."""
+    return banded_image(gray, channels).png()
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 (H, W) mask, 8-bit gray, its values kept."""
-    if mask.ndim != 2:
-        raise ValueError(f"expected a (H, W) mask, got shape {mask.shape}")
-    return encode_png(mask, MASK_PNG)
+    """PNG bytes of a generated mask (:func:`banded_mask`): 8-bit gray."""
+    return banded_mask(mask).png()
 
 
 def method_gray(image: np.ndarray) -> np.ndarray:

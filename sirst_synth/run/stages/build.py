@@ -40,9 +40,9 @@ class BuildJob(DisplaceJob):
     s: int = 3
 
     def run(self, place: Place) -> list[Row]:
-        image, mask, targets, row = write_displaced(place, self.input_id, self.out_id, self.row, self.noise,
-                                                    self.alpha, self.fit, self.channels)
-        return [row, *write_negatives(place, self.out_id, image, mask, targets, self.s, row, self.channels)]
+        base = write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
+                               self.channels)
+        return [base.row, *write_negatives(place, base, self.s, self.channels)]
 
 
 @dataclass

@@ -49,7 +49,7 @@ class DisplaceJob:
 
     def run(self, place: Place) -> list[Row]:
         return [write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
-                                self.channels)[3]]
+                                self.channels).row]
 
 
 @dataclass

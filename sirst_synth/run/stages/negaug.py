@@ -10,7 +10,7 @@ from sirst_synth.errors import PlanError
 from sirst_synth.method.negatives import check_window_size
 from sirst_synth.plan.ids import check_new_ids, negative_ids
 from sirst_synth.plan.params import NegaugParams
-from sirst_synth.run.jobs import Place, run_job, write_negatives
+from sirst_synth.run.jobs import Place, encoded, run_job, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.scan import SourceRecord
 from sirst_synth.run.sources import source_pixels
@@ -18,8 +18,9 @@ from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, copie
 from sirst_synth.run.stages.displace import inherited
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.fingerprint import gray_sums
 from sirst_synth.store.layout import flat_name, state_dir
-from sirst_synth.store.manifest import Row
+from sirst_synth.store.manifest import SUMS, Row
 
 
 def check_window(s: int, records: Iterable[SourceRecord]) -> None:
@@ -48,7 +49,9 @@ class NegateJob:
     def run(self, place: Place) -> list[Row]:
         source = source_pixels(place.src, self.input_id)
         image = imageio.gray_u8(source.gray)  # a colour source's gray, rounded
-        return write_negatives(place, self.out_id, image, source.mask, source.targets, self.s, self.row, self.channels)
+        row = {**self.row, "group": self.out_id, "channels": str(self.channels), SUMS: gray_sums(image)}
+        return write_negatives(place, encoded(image, source.mask, source.targets, row, self.channels), self.s,
+                               self.channels)
 
 
 @dataclass
