@@ -11,7 +11,7 @@ Layout (all datasets indexed by patch number, except ``pixels``):
     var, mean    float64 (n,)
     attrs: grid, max_var, max_mean, split, images, images_with_patches, tool version
 
-Patches are appended image by image while sampling, so the bank is never held in memory whole.
+Patches are appended while sampling, in blocks of about 4 MiB, so the bank is never held in memory whole.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from sirst_synth.method.noise import NoiseRegion
 from sirst_synth.store.layout import temp_path
 
 _CHUNK = 4096
+#: pixels gathered before they are appended to the file: few large writes instead of one per image.
+_FLUSH_PIXELS = 1 << 20
 
 
 
@@ -47,6 +49,8 @@ class NoiseBankWriter:
         self._attrs = dict(attrs)
         self._rows: list[tuple] = []
         self._size = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
         self.images = 0
         self.images_with_patches = 0
 
@@ -56,13 +60,21 @@ class NoiseBankWriter:
         if regions:
             self.images_with_patches += 1
         flat = [np.asarray(p, dtype=np.float32).ravel() for p in patches]
-        total = sum(f.size for f in flat)
-        if total:
-            self._pixels.resize((self._size + total,))
-            self._pixels[self._size :] = np.concatenate(flat)
         for region, patch, f in zip(regions, patches, flat):
             self._rows.append((source_id, region, self._size, patch.shape))
             self._size += f.size
+        self._pending += flat
+        self._pending_size += sum(f.size for f in flat)
+        if self._pending_size >= _FLUSH_PIXELS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Append the pending pixels to the file."""
+        if self._pending_size:
+            start = self._pixels.shape[0]
+            self._pixels.resize((start + self._pending_size,))
+            self._pixels[start:] = np.concatenate(self._pending)
+        self._pending, self._pending_size = [], 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -70,6 +82,7 @@ class NoiseBankWriter:
     def close(self) -> None:
         """Write the index and attributes, then move the file into place."""
         f, rows = self._file, self._rows
+        self._flush()
         f.create_dataset("offset", data=np.array([r[2] for r in rows], dtype=np.int64))
         f.create_dataset("shape", data=np.array([r[3] for r in rows], dtype=np.int32).reshape(-1, 2))
         f.create_dataset("source_id", data=[r[0] for r in rows], dtype=h5py.string_dtype())

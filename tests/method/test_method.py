@@ -43,6 +43,26 @@ def test_noise_regions_keep_flat_target_free_regions_only():
     assert noise_prone_regions(gray, mask, grid=2, max_var=50, max_mean=90) == []
 
 
+@pytest.mark.parametrize("height, width, grid", [(64, 64, 8), (100, 70, 8), (257, 131, 5), (1024, 512, 2)])
+def test_noise_regions_equal_each_regions_own_mean_and_var_bit_for_bit(height, width, grid):
+    """All regions measured at once give the values ``region.var()`` / ``region.mean()`` of each
+    region alone (so the bank, and every draw from it, is the definition's), ragged edges and
+    regions larger than numpy's 8192-element buffer included."""
+    rng = np.random.default_rng(height + grid)
+    gray = (rng.random((height, width)) * 40 + rng.random((height, width)) * 0.37 + 60).astype(np.float32)
+    mask = np.zeros((height, width), np.uint8)
+    mask[rng.integers(0, height, 3), rng.integers(0, width, 3)] = 255
+    expected = []
+    for row, col, (y0, x0, y1, x1) in grid_boxes(height, width, grid):
+        region = gray[y0:y1, x0:x1].astype(np.float64)
+        var, mean = float(region.var()), float(region.mean())
+        if not mask[y0:y1, x0:x1].any() and 0 < var < 200 and 0 < mean < 255:
+            expected.append((row, col, (y0, x0, y1, x1), var, mean))
+    kept = noise_prone_regions(gray, mask, grid, max_var=200, max_mean=255)
+    assert [(r.row, r.col, r.box, r.var, r.mean) for r in kept] == expected
+    assert len(expected) >= grid * grid - 3
+
+
 def test_mix_is_the_section_3_formula_in_float32():
     image = np.array([[0, 100, 255]], np.uint8)
     noise = np.array([[255.0, 50.0, 0.0]], np.float32)
