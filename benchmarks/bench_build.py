@@ -23,6 +23,13 @@ In one run, on the same cores, it measures:
   folder, and reading one training epoch (every train image and mask once) from each.
 
 It prints a table with each figure next to its target and PASS/FAIL; see benchmarks/README.md.
+
+Every timed run writes a new folder, and nothing is deleted until the end. On a file system
+without a journal (ext4 as this project's machines mount it) creating a file costs several times
+more for up to six minutes after many files were deleted (ext4 skips the inodes of recently
+deleted files, scanning the inode table for others), so deleting one build just before timing the
+next would charge it for the deletion. The ``--format h5`` builds, which delete their own staging
+folder, run after all the PNG builds and floors.
 """
 from __future__ import annotations
 
@@ -222,8 +229,6 @@ def io_floor(src: Path, ids: list[str], n_images: int, n_masks: int, out: Path, 
     from joblib import Parallel, delayed
     from joblib.externals.loky import get_reusable_executor
 
-    if out.exists():
-        shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
     items = 2 * len(ids) + n_images + n_masks
@@ -530,11 +535,11 @@ def build_argv(args: argparse.Namespace, out: Path, n_jobs: int, total: int, *ex
 
 
 def timed_build(args: argparse.Namespace, out: Path, n_jobs: int, total: int, label: str, *extra: str) -> Run:
-    """One build into a fresh ``out``; raises SystemExit when it fails."""
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
+    """One build into ``out``, which must not exist; raises SystemExit when it fails.
+
+    Nothing is deleted between timed runs (see ``fresh``)."""
+    if out.exists():
+        sys.exit(f"bench: {out} exists; every timed run writes a new folder")
     say(f"{label}: build -j {n_jobs} --total {total} {' '.join(extra)}".rstrip())
     run = run_command(build_argv(args, out, n_jobs, total, *extra), args.work / "logs" / label)
     if run.returncode != 0 and not extra:
@@ -625,8 +630,8 @@ def bench(args: argparse.Namespace, src) -> int:
     train_ids = src.ids("train")
 
     def build_n() -> None:
-        runs["build_n"].append(timed_build(args, work / f"build-j{n}", n, args.total, f"build-j{n}-{rep}"))
-        counts.update(counts or count_outputs(work / f"build-j{n}"))
+        runs["build_n"].append(timed_build(args, work / f"build-j{n}-{rep}", n, args.total, f"build-j{n}-{rep}"))
+        counts.update(counts or count_outputs(work / f"build-j{n}-{rep}"))
 
     def io_floor_step() -> None:
         generated = counts["generated"]
@@ -639,25 +644,25 @@ def bench(args: argparse.Namespace, src) -> int:
     def floor() -> None:
         say(f"write floor -j {n}: decode {len(ids)} images + masks, encode + write {counts['images']} + "
             f"{counts['masks']} PNGs")
-        runs["floor"].append(io_floor(args.src, ids, counts["images"], counts["masks"], work / "floor", n))
+        runs["floor"].append(io_floor(args.src, ids, counts["images"], counts["masks"], work / f"floor-{rep}", n))
         f = runs["floor"][-1]
         say(f"write floor: {f['seconds']:.1f} s ({f['cpu']:.0f} s CPU, {f['tasks']} tasks)")
 
     def build_1() -> None:
         if n != 1:
-            runs["build_1"].append(timed_build(args, work / "build-j1", 1, args.total, f"build-j1-{rep}"))
-            shutil.rmtree(work / "build-j1", ignore_errors=True)
+            runs["build_1"].append(timed_build(args, work / f"build-j1-{rep}", 1, args.total, f"build-j1-{rep}"))
 
-    def build_h5() -> None:
+    def build_h5(k: int) -> None:
         if not args.skip_h5:
-            runs["build_h5"].append(timed_build(args, work / "build.h5", n, args.total, f"build-h5-{rep}",
+            runs["build_h5"].append(timed_build(args, work / f"build-{k}.h5", n, args.total, f"build-h5-{k}",
                                                 "--format", "h5"))
 
     for rep in range(args.repeat):  # odd repeats run in reverse order, so drifting load hits all alike
-        steps = (build_n, io_floor_step, floor, build_1, build_h5)
+        steps = (build_n, io_floor_step, floor, build_1)
         for step in steps if rep % 2 == 0 else (steps[0], *reversed(steps[1:])):  # build_n first: counts
             step()
-    shutil.rmtree(work / "floor", ignore_errors=True)
+    for k in range(args.repeat):  # last: an h5 build deletes its staging folder (see the docstring)
+        build_h5(k)
 
     def summary(key: str, field: str) -> float:
         return pick([r[field] if isinstance(r, dict) else getattr(r, field) for r in runs[key]], stat)
@@ -707,7 +712,6 @@ def bench(args: argparse.Namespace, src) -> int:
     if not args.skip_scale:
         big_total = args.total * args.scale
         big = timed_build(args, work / "build-big", n, big_total, f"build-x{args.scale}")
-        shutil.rmtree(work / "build-big", ignore_errors=True)
         ratio_t = big.seconds / build_s
         ratio_m = {k: getattr(big.memory, k) / mem[k] for k in ("parent", "worker", "tree")}
         figures["scale"] = {"scale": args.scale, "total": big_total, "time_ratio": ratio_t, "memory_ratio": ratio_m,
@@ -757,7 +761,7 @@ def bench(args: argparse.Namespace, src) -> int:
 def bench_h5(args: argparse.Namespace, table: Table, figures: dict, h5_runs: list[Run], build_s: float) -> None:
     """``--format h5``: build time against the PNG build's, sizes, and reading one epoch from each."""
     table.note(f"-- build --format h5 -j {args.jobs} and one training epoch (every train image + mask), single process --")
-    png_dir, h5_path = args.work / f"build-j{args.jobs}", args.work / "build.h5"
+    png_dir, h5_path = args.work / f"build-j{args.jobs}-0", args.work / "build-0.h5"
     failed = [r for r in h5_runs if r.returncode != 0]
     if failed or not h5_path.is_file():
         reason = f"build --format h5 failed: {failed[0].error_line() if failed else 'no file'}"

@@ -92,9 +92,12 @@ def up_unfilter(stored: np.ndarray) -> np.ndarray:
     return columns.astype(np.uint8).reshape(stored.shape)
 
 
-def png_scanlines(data: bytes, filter_type: int) -> tuple[int, int, bytes] | None:
+def png_scanlines(data: bytes, filter_type: int, every_row: bool = True) -> tuple[int, int, bytes] | None:
     """(height, width, zlib stream of the scanlines) of an 8-bit gray, non-interlaced PNG whose every
-    row uses ``filter_type``; None for any other PNG (or a damaged one)."""
+    row uses ``filter_type``; None for any other PNG (or a damaged one).
+
+    ``every_row=False`` checks the first row's filter only, for a PNG known to use one filter on
+    every row (an image sirst-synth generated, checked against its manifest hash)."""
     if data[:8] != imageio._PNG_SIGNATURE:
         return None
     pos, idat, header = 8, [], None
@@ -118,6 +121,8 @@ def png_scanlines(data: bytes, filter_type: int) -> tuple[int, int, bytes] | Non
     try:
         if zlib.decompressobj().decompress(stream, 1) != bytes([filter_type]):
             return None  # the first row already uses another filter: no need to inflate the rest
+        if not every_row:
+            return height, width, stream
         raw = zlib.decompress(stream)
     except zlib.error:
         return None

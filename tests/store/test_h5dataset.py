@@ -367,3 +367,33 @@ def test_info_on_a_file_uses_the_files_own_split(build: Path, tmp_path: Path) ->
     run_cli("build", "--src", src, "--split", "idx", "-o", out, "--format", "h5", "--total", "40", "-j", "1")
     report = json.loads(run_cli("info", out, "--json").output)
     assert report["split"] == "idx"
+
+
+def test_generated_pngs_are_trusted_only_with_their_manifest_hash(tmp_path: Path) -> None:
+    """An image the build wrote (kind displaced/negative, hash equal to the manifest's) is stored
+    without inflating every row; any other PNG with a row of another filter is re-filtered."""
+    from sirst_synth.store import imageio, pngbands
+
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (20, 7), dtype=np.uint8)
+    mask = np.zeros((20, 7), np.uint8)
+    lines = np.empty((20, 8), np.uint8)
+    lines[:, 0], lines[:, 1:] = 0, gray
+    lines[0, 0] = h5dataset.UP  # the first row claims Up (row 0 is the same either way), the rest use none
+    mixed = pngbands.BandedPNG(7, 20, pngbands.GRAY, h5dataset.UP, 20, lines, (pngbands._deflate(lines),)).png()
+    assert np.array_equal(imageio.decode_image(mixed), gray)
+    assert h5dataset.png_scanlines(mixed, h5dataset.UP) is None
+    assert h5dataset.png_scanlines(mixed, h5dataset.UP, every_row=False) is not None
+    (tmp_path / "i.png").write_bytes(mixed)
+    (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask))
+    packed = pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+    stored = np.frombuffer(zlib.decompress(packed.image_chunk), np.uint8).reshape(packed.image_shape)
+    assert np.array_equal(h5dataset.up_unfilter(stored[:, 1:].copy()), gray)
+    ours = imageio.encode_image(gray)
+    (tmp_path / "i.png").write_bytes(ours)
+    job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours),
+                        imageio.sha256(imageio.encode_mask(mask)), generated=True)
+    assert pack._pack_one(job).image_chunk == h5dataset.png_scanlines(ours, h5dataset.UP)[2]
+    (tmp_path / "i.png").write_bytes(mixed)  # changed after the build: refused, never trusted
+    with pytest.raises(DatasetError, match="SHA-256 differs"):
+        pack._pack_one(job)
