@@ -373,11 +373,11 @@ IMAGE_SETTINGS = (
     ("gray, level 1, Huffman only, Up", "gray", "level=1 strategy=HUFFMAN_ONLY filter=UP"),
     ("gray, level 1, Huffman only, Paeth", "gray", "level=1 strategy=HUFFMAN_ONLY filter=PAETH"),
     ("gray, level 1, RLE, Paeth", "gray", "level=1 strategy=RLE filter=PAETH"),
-    ("gray, level 1, RLE, Up (chosen)", "gray", "level=1 strategy=RLE filter=UP"),
+    ("gray, level 1, RLE, Up (OpenCV; the bands' settings)", "gray", "level=1 strategy=RLE filter=UP"),
 )
 MASK_SETTINGS = (
     ("8-bit, OpenCV defaults", ""),
-    ("8-bit, level 1, RLE, no filter (chosen)", "level=1 strategy=RLE filter=NONE"),
+    ("8-bit, level 1, RLE, no filter (OpenCV)", "level=1 strategy=RLE filter=NONE"),
     ("1-bit, OpenCV defaults", "bilevel"),
     ("1-bit, level 1, RLE, no filter", "level=1 strategy=RLE filter=NONE bilevel"),
 )
@@ -416,14 +416,18 @@ def displaced_samples(spec: str, n: int) -> tuple[str, list, list, float]:
     return f"{Path(root).name} ({len(images)} displaced images)", images, masks, mask_bytes
 
 
-def _time_encoding(arrays: list, params: list[int], reps: int) -> tuple[float, float, float]:
-    """(ms to encode, KiB, ms to decode with OpenCV) per array: best of ``reps`` passes, one core."""
+def _time_encoding(arrays: list, params: list[int], reps: int, encode=None) -> tuple[float, float, float]:
+    """(ms to encode, KiB, ms to decode with OpenCV) per array: best of ``reps`` passes, one core.
+    ``encode``: a function of the index and array giving PNG bytes, instead of OpenCV's ``params``."""
     import cv2
 
     best_enc = best_dec = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
-        out = [cv2.imencode(".png", a, params)[1] for a in arrays]
+        if encode is None:
+            out = [cv2.imencode(".png", a, params)[1] for a in arrays]
+        else:
+            out = [np.frombuffer(encode(k, a), np.uint8) for k, a in enumerate(arrays)]
         best_enc = min(best_enc, time.perf_counter() - start)
         start = time.perf_counter()
         for o in out:
@@ -431,6 +435,27 @@ def _time_encoding(arrays: list, params: list[int], reps: int) -> tuple[float, f
         best_dec = min(best_dec, time.perf_counter() - start)
     n = len(arrays)
     return best_enc / n * 1e3, sum(o.size for o in out) / n / 1024, best_dec / n * 1e3
+
+
+def banded_rows(images: list, masks: list, reps: int) -> list[tuple]:
+    """The banded PNGs the build writes (:mod:`sirst_synth.store.pngbands`): a displaced image and its
+    mask encoded whole, and a negative (a 3 x 3 window at the image centre rotated) re-deflated
+    from its displaced image's bands."""
+    from sirst_synth.method.negatives import rotate_window
+    from sirst_synth.store import imageio, pngbands
+
+    bases = [imageio.banded_image(a) for a in images]
+    windows = [((a.shape[0] - 3) // 2, (a.shape[1] - 3) // 2) for a in images]
+    negatives = [rotate_window(a, y, x, 3, 1) for a, (y, x) in zip(images, windows)]
+    return [
+        ("image", "gray, banded: 16-row bands, level 1, RLE, Up (chosen)",
+         *_time_encoding(images, [], reps, lambda k, a: imageio.encode_image(a))),
+        ("image", "negative: its window's bands re-deflated (chosen)",
+         *_time_encoding(negatives, [], reps, lambda k, a: pngbands.changed(bases[k], a, windows[k][0],
+                                                                             windows[k][0] + 3).png())),
+        ("mask", "8-bit, one band, level 1, RLE, no filter (chosen)",
+         *_time_encoding(masks, [], reps, lambda k, a: imageio.encode_mask(a))),
+    ]
 
 
 def bench_encodings(specs: list[str], n: int, reps: int) -> dict:
@@ -448,12 +473,13 @@ def bench_encodings(specs: list[str], n: int, reps: int) -> dict:
         for label, words in MASK_SETTINGS:
             arrays = [(m > 0).astype(np.uint8) * 255 for m in masks] if "bilevel" in words else masks
             rows.append(("mask", label, *_time_encoding(arrays, _png_params(words), reps)))
+        rows += banded_rows(images, masks, reps)
         rows.append(("mask", "source mask files, copied (before issue 11)", 0.0, mask_bytes / 1024, float("nan")))
         figures[name] = [dict(zip(("what", "setting", "encode_ms", "kib", "decode_ms"), r)) for r in rows]
         print(f"\n{name}, one core, best of {reps} passes")
-        print(f"{'':6}{'setting':<48}{'encode ms':>10}{'KiB':>8}{'decode ms':>11}")
+        print(f"{'':6}{'setting':<56}{'encode ms':>10}{'KiB':>8}{'decode ms':>11}")
         for what, label, enc, kib, dec in rows:
-            print(f"{what:<6}{label:<48}{enc:>10.3f}{kib:>8.2f}{dec:>11.3f}")
+            print(f"{what:<6}{label:<56}{enc:>10.3f}{kib:>8.2f}{dec:>11.3f}")
     return figures
 
 
