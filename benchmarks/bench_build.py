@@ -560,17 +560,21 @@ def build_argv(args: argparse.Namespace, out: Path, n_jobs: int, total: int, *ex
                "-j", str(n_jobs), "--total", str(total), "--force", *extra)
 
 
-def timed_build(args: argparse.Namespace, out: Path, n_jobs: int, total: int, label: str, *extra: str) -> Run:
-    """One build into ``out``, which must not exist; raises SystemExit when it fails.
+def timed_build(args: argparse.Namespace, out: Path, n_jobs: int, total: int, label: str, *extra: str,
+                memory: bool = False) -> Run:
+    """One build into ``out``, which must not exist; raises SystemExit when it fails. ``memory``:
+    sample its process tree's memory (the sampler takes CPU time from the build, so the runs
+    that time the build do not sample).
 
-    Nothing is deleted between timed runs (see ``fresh``)."""
+    Nothing is deleted between timed runs (see the module docstring)."""
     if out.exists():
         sys.exit(f"bench: {out} exists; every timed run writes a new folder")
     say(f"{label}: build -j {n_jobs} --total {total} {' '.join(extra)}".rstrip())
-    run = run_command(build_argv(args, out, n_jobs, total, *extra), args.work / "logs" / label)
+    run = run_command(build_argv(args, out, n_jobs, total, *extra), args.work / "logs" / label, memory)
     if run.returncode != 0 and not extra:
         sys.exit(f"bench: {label} failed ({run.error_line()}); command: {' '.join(run.argv)}")
-    say(f"{label}: {run.seconds:.1f} s ({run.cpu:.0f} s CPU), peak RSS parent {mib(run.memory.parent)}, tree {mib(run.memory.tree)}")
+    rss = f", peak RSS parent {mib(run.memory.parent)}, tree {mib(run.memory.tree)}" if memory else ""
+    say(f"{label}: {run.seconds:.1f} s ({run.cpu:.1f} s CPU){rss}")
     return run
 
 
@@ -652,12 +656,12 @@ def bench(args: argparse.Namespace, src) -> int:
     figures["help"] = help_startup()
 
     runs: dict[str, list] = {"build_n": [], "build_1": [], "floor": [], "io_floor": [], "build_h5": []}
-    counts: dict = {}
     train_ids = src.ids("train")
+    memory_run = timed_build(args, work / f"build-j{n}-memory", n, args.total, "memory", memory=True)
+    counts = count_outputs(work / f"build-j{n}-memory")
 
     def build_n() -> None:
         runs["build_n"].append(timed_build(args, work / f"build-j{n}-{rep}", n, args.total, f"build-j{n}-{rep}"))
-        counts.update(counts or count_outputs(work / f"build-j{n}-{rep}"))
 
     def io_floor_step() -> None:
         generated = counts["generated"]
@@ -685,7 +689,7 @@ def bench(args: argparse.Namespace, src) -> int:
 
     for rep in range(args.repeat):  # odd repeats run in reverse order, so drifting load hits all alike
         steps = (build_n, io_floor_step, floor, build_1)
-        for step in steps if rep % 2 == 0 else (steps[0], *reversed(steps[1:])):  # build_n first: counts
+        for step in steps if rep % 2 == 0 else reversed(steps):
             step()
     for k in range(args.repeat):  # last: an h5 build deletes its staging folder (see the docstring)
         build_h5(k)
@@ -696,8 +700,9 @@ def bench(args: argparse.Namespace, src) -> int:
     build_s, floor_s = summary("build_n", "seconds"), summary("floor", "seconds")
     io_s, io_cpu = summary("io_floor", "seconds"), summary("io_floor", "cpu")
     build_cpu, floor_cpu = summary("build_n", "cpu"), summary("floor", "cpu")
-    mem = {k: pick([getattr(r.memory, k) for r in runs["build_n"]], stat) for k in ("parent", "worker", "tree", "kernel_max")}
+    mem = {k: getattr(memory_run.memory, k) for k in ("parent", "worker", "tree", "kernel_max")}
     figures["build"] = {"jobs": n, "total": args.total, "seconds": build_s, "cpu": build_cpu, "memory": mem,
+                        "memory_run": run_record(memory_run),
                         "outputs": counts, "runs": [run_record(r) for r in runs["build_n"]]}
     figures["io_floor"] = {"seconds": io_s, "cpu": io_cpu, "ratio": build_s / io_s, "runs": runs["io_floor"]}
     figures["floor"] = {"seconds": floor_s, "cpu": floor_cpu, "ratio": build_s / floor_s, "runs": runs["floor"]}
@@ -729,7 +734,7 @@ def bench(args: argparse.Namespace, src) -> int:
     if counts["encoded_by_build"] is not None:
         table.add("  of which PNG-encoded by the build", f"{counts['encoded_by_build']}")
     table.add(f"  CPU: build -j {n} / write floor (user+sys)", f"{build_cpu:.1f} / {floor_cpu:.1f} s")
-    table.note(f"-- peak RSS of the -j {n} build --")
+    table.note(f"-- peak RSS of the -j {n} build (one more run, sampled) --")
     table.add("parent process", mib(mem["parent"]))
     table.add("largest single worker", mib(mem["worker"]))
     table.add("sum over the process tree", mib(mem["tree"]))
@@ -737,7 +742,7 @@ def bench(args: argparse.Namespace, src) -> int:
 
     if not args.skip_scale:
         big_total = args.total * args.scale
-        big = timed_build(args, work / "build-big", n, big_total, f"build-x{args.scale}")
+        big = timed_build(args, work / "build-big", n, big_total, f"build-x{args.scale}", memory=True)
         ratio_t = big.seconds / build_s
         ratio_m = {k: getattr(big.memory, k) / mem[k] for k in ("parent", "worker", "tree")}
         figures["scale"] = {"scale": args.scale, "total": big_total, "time_ratio": ratio_t, "memory_ratio": ratio_m,
@@ -773,7 +778,8 @@ def bench(args: argparse.Namespace, src) -> int:
     print()
     print("Times are wall clock (time.perf_counter). The build is timed as a subprocess, Python start-up\n"
           "included; the floor is timed in this process around its joblib run, worker start-up included.\n"
-          "Peak RSS is sampled every 20 ms over the build's process tree (psutil): 'parent' is the\n"
+          "Peak RSS is sampled in one more build, not timed (the sampler takes CPU from the build),\n"
+          "every 20 ms over the build's process tree (psutil): 'parent' is the\n"
           "sirst-synth process, 'largest single worker' the highest of any one descendant, 'sum' the\n"
           "highest total at one instant (shared library pages counted in every process); the kernel\n"
           "high-water mark (wait4 ru_maxrss) is exact for the largest single process.")

@@ -10,6 +10,7 @@ A worker decodes each train image once (:mod:`sirst_synth.run.sources`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,8 +63,9 @@ class NoiseDraw:
 
 def write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
     """Write an image and its mask as ``id_`` (atomically); return ``row`` with the id and both hashes."""
-    imageio.write_atomic(out / image_name(id_), image_png)
-    imageio.write_atomic(out / mask_name(id_), mask_png)
+    root = os.fspath(out)
+    imageio.write_atomic(f"{root}/{image_name(id_)}", image_png)
+    imageio.write_atomic(f"{root}/{mask_name(id_)}", mask_png)
     return {**row, "id": id_, "sha256_image": imageio.sha256(image_png), "sha256_mask": imageio.sha256(mask_png)}
 
 

@@ -1,8 +1,10 @@
 """Validating a source dataset before anything is written, and sampling noise in the same pass.
 
 Every id of the split is read once by a worker: image and mask present, decodable, 8-bit, same
-size. The worker returns a small record (size, channels, targets, file hashes) and, for train
-images when asked, the noise-prone patches of that image (docs/method.md section 2). A worker keeps the
+size (a test image, which is only copied, as a PNG checked whole without decoding its pixels,
+:func:`sirst_synth.store.imageio.checked_png_shape`, when it is an 8-bit gray or RGB PNG). The
+worker returns a small record (size, channels, targets, file hashes) and, for train images when
+asked, the noise-prone patches of that image (docs/method.md section 2). A worker keeps the
 train images it decoded (:func:`sirst_synth.run.sources.keep_source`), so the units it runs later do
 not decode them again.
 """
@@ -84,14 +86,19 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     if bad:
         return None, Problem(job.id, job.part, bad), [], []
     one_opencv_thread()
+    image: np.ndarray | None = None
     try:
         image_bytes = imageio.read_bytes(ds.image_path(job.id))
-        image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
+        # a test image is only copied: a PNG checked whole without decoding its pixels is enough
+        shape = None if job.part == "train" else imageio.checked_png_shape(image_bytes)
+        if shape is None:
+            image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
+            shape = (*image.shape[:2], 1 if image.ndim == 2 else image.shape[2])
         mask_bytes = imageio.read_bytes(ds.mask_path(job.id))
         mask = imageio.mask_from_image(imageio.decode_image(mask_bytes, f"mask {ds.mask_path(job.id)}"))
     except imageio.ImageError as exc:
         return None, Problem(job.id, job.part, str(exc)), [], []
-    (h, w), (mh, mw) = image.shape[:2], mask.shape
+    (h, w, channels), (mh, mw) = shape, mask.shape
     if (h, w) != (mh, mw):
         return None, Problem(job.id, job.part, f"mask is {mw}x{mh} but image is {w}x{h} (width x height)"), [], []
     flat = mask.ravel()
@@ -99,11 +106,12 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     odd = tuple(int(v) for v in values if v not in (0, 255))[:5]
     targets = find_targets(mask)
     record = SourceRecord(
-        job.id, job.part, h, w, 1 if image.ndim == 2 else image.shape[2], len(targets),
+        job.id, job.part, h, w, channels, len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
     if job.part != "train":
         return record, None, [], []
+    assert image is not None
     gray = imageio.method_gray(image)  # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
     record = dataclasses.replace(record, gray_sums=gray_sums(gray))
     keep_source(ds, job.id, gray, mask, targets)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import zlib
 from pathlib import Path
 
 import cv2
@@ -25,7 +26,7 @@ from PIL import Image
 from sirst_synth.errors import ImageError, WriteError
 from sirst_synth.method.choices import CHANNELS
 from sirst_synth.store import pngbands
-from sirst_synth.store.layout import temp_path
+from sirst_synth.store.layout import temp_name
 
 #: OpenCV PNG settings of the other arrays written (demo data, exports, predicted masks): zlib level 1,
 #: run-length matches only, the Up filter on every row, as the banded PNGs of generated images.
@@ -52,6 +53,40 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     if fast is not None:
         return fast
     return _decode_pillow(data, name)
+
+
+def checked_png_shape(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels) of an 8-bit gray or RGB, non-interlaced PNG checked whole without
+    decoding its pixels: every chunk's CRC matches, and the image data inflates to exactly its
+    rows, each with a valid filter type, so any PNG reader decodes it. None for any other file,
+    or a damaged one: :func:`decode_image` it to know more (and word the error)."""
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE:
+        return None
+    pos, header, idat, ended = 8, b"", [], False
+    while pos + 12 <= len(data) and not ended:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        crc = data[pos + 8 + length:pos + 12 + length]
+        if len(body) != length or len(crc) != 4 or zlib.crc32(body, zlib.crc32(kind)) != int.from_bytes(crc, "big"):
+            return None
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        ended = kind == b"IEND"
+        pos += 12 + length
+    if not ended or len(header) != 13 or not idat or header[8:13] not in (b"\x08\x00\x00\x00\x00", b"\x08\x02\x00\x00\x00"):
+        return None
+    width, height, channels = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big"), 3 if header[9] == 2 else 1
+    stride = 1 + width * channels
+    inflate = zlib.decompressobj()
+    try:
+        raw = inflate.decompress(b"".join(idat), height * stride + 1)
+    except zlib.error:
+        return None
+    if not width or not height or not inflate.eof or len(raw) != height * stride or max(raw[::stride]) > 4:
+        return None
+    return height, width, channels
 
 
 def _decode_png_fast(data: bytes) -> np.ndarray | None:
@@ -226,12 +261,14 @@ def sha256(data: bytes) -> str:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes under a temporary name in the same folder, then rename into place.
+    """Write bytes under a temporary name in the same folder (:func:`~sirst_synth.store.layout.temp_path`),
+    then rename into place.
 
-    Unbuffered ``os.open``/``os.write`` (one system call per step: this runs for every file a build
-    writes)."""
-    path = Path(path)
-    tmp = temp_path(path)
+    Unbuffered ``os.open``/``os.write`` on string paths (one system call per step, no path
+    objects: this runs for every file a build writes)."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, temp_name(name))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:

@@ -72,7 +72,12 @@ def lock_path(out: Path, inside: bool) -> Path:
 
 def temp_path(path: Path) -> Path:
     """Where ``path`` is written before it is renamed into place: ``.<name>.<pid>.tmp`` beside it."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(temp_name(path.name))
+
+
+def temp_name(name: str) -> str:
+    """The file name of :func:`temp_path` for a file named ``name``."""
+    return f".{name}.{os.getpid()}.tmp"
 
 
 def is_temp_name(name: str) -> bool:

@@ -15,15 +15,16 @@ Patches are appended while sampling, in blocks of about 4 MiB, so the bank is ne
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from sirst_synth import __version__
-from sirst_synth.errors import NoiseBankError
+from sirst_synth.errors import NoiseBankError, WriteError
 from sirst_synth.method.noise import NoiseRegion
 from sirst_synth.store.layout import temp_path
 
@@ -72,9 +73,20 @@ class NoiseBankWriter:
         """Append the pending pixels to the file."""
         if self._pending_size:
             start = self._pixels.shape[0]
-            self._pixels.resize((start + self._pending_size,))
-            self._pixels[start:] = np.concatenate(self._pending)
+            with self._writing():
+                self._pixels.resize((start + self._pending_size,))
+                self._pixels[start:] = np.concatenate(self._pending)
         self._pending, self._pending_size = [], 0
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """HDF5's failed writes (a full disk) as one :class:`WriteError` naming the file."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            errno = getattr(exc, "errno", None) or next((e for e in range(1, 134) if f"errno = {e}," in str(exc)), None)
+            reason = os.strerror(errno) if errno else str(exc).splitlines()[0]
+            raise WriteError(f"{self._tmp}: cannot write ({reason})") from None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -83,6 +95,11 @@ class NoiseBankWriter:
         """Write the index and attributes, then move the file into place."""
         f, rows = self._file, self._rows
         self._flush()
+        with self._writing():
+            self._write_index(f, rows)
+        os.replace(self._tmp, self.path)
+
+    def _write_index(self, f: h5py.File, rows: list[tuple]) -> None:
         f.create_dataset("offset", data=np.array([r[2] for r in rows], dtype=np.int64))
         f.create_dataset("shape", data=np.array([r[3] for r in rows], dtype=np.int32).reshape(-1, 2))
         f.create_dataset("source_id", data=[r[0] for r in rows], dtype=h5py.string_dtype())
@@ -95,12 +112,12 @@ class NoiseBankWriter:
         f.attrs["images_with_patches"] = self.images_with_patches
         f.attrs["tool_version"] = __version__
         f.close()
-        os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Drop the temporary file."""
+        """Drop the temporary file (whatever state a failed write left it in)."""
         try:
-            self._file.close()
+            with contextlib.suppress(Exception):
+                self._file.close()
         finally:
             self._tmp.unlink(missing_ok=True)
 
@@ -121,6 +138,7 @@ class NoiseBank:
             self.var = f["var"][()]
             self.mean = f["mean"][()]
             self.attrs = dict(f.attrs)
+            self._pixels = f["pixels"]
         except (OSError, KeyError) as exc:
             raise NoiseBankError(f"{self.path}: not a readable noise bank ({exc})") from None
         if len(self.offset) == 0:
@@ -143,7 +161,7 @@ class NoiseBank:
         """The float32 (h, w) gray patch number ``index``."""
         h, w = (int(v) for v in self.shape[index])
         start = int(self.offset[index])
-        return self._file["pixels"][start : start + h * w].reshape(h, w)
+        return self._pixels[start : start + h * w].reshape(h, w)
 
     def close(self) -> None:
         self._file.close()

@@ -127,3 +127,36 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
     with pytest.raises(WriteError, match="dir.png: cannot write"):
         write_atomic(tmp_path / "dir.png", b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dir.png"]
+
+
+def test_checked_png_shape_vouches_only_for_a_whole_valid_png():
+    """The test split's check: shape without decoding, None (decode and word the error) otherwise."""
+    import struct
+    from io import BytesIO
+    import zlib
+
+    from sirst_synth.store import pngbands
+    from sirst_synth.store.imageio import checked_png_shape, decode_image
+
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (30, 17), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (9, 4, 3), dtype=np.uint8)
+    assert checked_png_shape(encode_png(gray)) == (30, 17, 1)
+    assert checked_png_shape(encode_png(rgb)) == (9, 4, 3)
+    assert checked_png_shape(encode_png(gray) + b"trailing bytes") == (30, 17, 1)
+    good = encode_png(gray)
+    idat = good.index(b"IDAT")
+    flipped = good[:idat + 10] + bytes([good[idat + 10] ^ 0xFF]) + good[idat + 11:]
+    lines = np.zeros((30, 18), np.uint8)
+    lines[:, 1:], lines[7, 0] = gray, 7  # filter type 7 does not exist; CRCs all correct
+    bad_filter = pngbands.BandedPNG(17, 30, pngbands.GRAY, 0, 30, lines, (pngbands._deflate(lines),)).png()
+    short_stream = pngbands.BandedPNG(17, 29, pngbands.GRAY, 0, 30, lines, (pngbands._deflate(lines[:28]),)).png()
+    ihdr16 = struct.pack(">IIBBBBB", 17, 30, 16, 0, 0, 0, 0)
+    sixteen = good[:8] + struct.pack(">I", 13) + b"IHDR" + ihdr16 + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr16)) + good[33:]
+    rgba = BytesIO()
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA").save(rgba, "PNG")
+    for data in (good[:-12], good[:idat + 40], flipped, bad_filter, short_stream, sixteen, rgba.getvalue(),
+                 b"GIF89a" + good[6:], b""):
+        assert checked_png_shape(data) is None
+    with pytest.raises(ImageError):
+        decode_image(bad_filter)
