@@ -55,8 +55,10 @@ class _PackJob:
     mask: Path
     sha256_image: str
     sha256_mask: str
-    #: written by a build (kind displaced or negative): every row of its image uses the Up filter,
-    #: every row of its mask none, so once its hashes match the manifest only the first row is checked
+    #: a gray image a build generated (kind displaced or negative, ``channels`` 1: every version that
+    #: records channels writes every row of it with the Up filter), so once its hash matches the
+    #: manifest only its first row's filter is checked. Masks are always checked whole (older
+    #: builds wrote them with mixed filters; a mask inflates in microseconds).
     generated: bool = False
 
 
@@ -112,7 +114,7 @@ def _pack_one(job: _PackJob) -> _Packed:
         height, width = image.shape[:2]
         rows = image.reshape(height, -1)
         image_shape, image_chunk = (height, rows.shape[1] + 1), _scanlines(up_filter(rows), UP)
-    fast = png_scanlines(mask_png, NONE, every_row=not job.generated)
+    fast = png_scanlines(mask_png, NONE)
     if fast is not None:
         mask_size, mask_chunk = fast[:2], fast[2]
     else:
@@ -158,7 +160,7 @@ def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
 
 def _pack_jobs(ds: Dataset, rows: dict[str, dict[str, str]]) -> list[_PackJob]:
     return [_PackJob(id_, ds.image_path(id_), ds.mask_path(id_), row["sha256_image"], row["sha256_mask"],
-                     row.get("kind") in KINDS[1:] and bool(row["sha256_image"]) and bool(row["sha256_mask"]))
+                     row.get("kind") in KINDS[1:] and row.get("channels") == "1" and bool(row["sha256_image"]))
             for id_, row in rows.items()]
 
 

@@ -55,36 +55,50 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     return _decode_pillow(data, name)
 
 
+#: PNG dimensions above this are left to the decoders (the PNG limit, 2**31 - 1).
+_PNG_MAX_SIDE = 2**31 - 1
+
+
 def checked_png_shape(data: bytes) -> tuple[int, int, int] | None:
     """(height, width, channels) of an 8-bit gray or RGB, non-interlaced PNG checked whole without
-    decoding its pixels: every chunk's CRC matches, and the image data inflates to exactly its
-    rows, each with a valid filter type, so any PNG reader decodes it. None for any other file,
-    or a damaged one: :func:`decode_image` it to know more (and word the error)."""
+    decoding its pixels: IHDR first and once, IDAT chunks consecutive, no other critical chunk,
+    every chunk's CRC right, IEND last, and the image data one zlib stream that inflates to exactly
+    its rows, each with a valid filter type, so any PNG reader decodes it. None for any other
+    file, or a damaged one: :func:`decode_image` it to know more (and word the error)."""
     if len(data) < 33 or data[:8] != _PNG_SIGNATURE:
         return None
-    pos, header, idat, ended = 8, b"", [], False
-    while pos + 12 <= len(data) and not ended:
+    pos, header = 8, b""
+    kinds: list[bytes] = []
+    idat: list[bytes] = []
+    while pos + 12 <= len(data) and kinds[-1:] != [b"IEND"]:
         length = int.from_bytes(data[pos:pos + 4], "big")
         kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
         crc = data[pos + 8 + length:pos + 12 + length]
         if len(body) != length or len(crc) != 4 or zlib.crc32(body, zlib.crc32(kind)) != int.from_bytes(crc, "big"):
             return None
+        if kind[:1].isupper() and kind not in (b"IHDR", b"IDAT", b"IEND"):
+            return None  # PLTE or an unknown critical chunk
         if kind == b"IHDR":
             header = body
         elif kind == b"IDAT":
+            if kinds[-1:] != [b"IDAT"] and idat:
+                return None  # IDAT chunks split by another chunk
             idat.append(body)
-        ended = kind == b"IEND"
+        kinds.append(kind)
         pos += 12 + length
-    if not ended or len(header) != 13 or not idat or header[8:13] not in (b"\x08\x00\x00\x00\x00", b"\x08\x02\x00\x00\x00"):
+    if (kinds[:1] != [b"IHDR"] or kinds.count(b"IHDR") != 1 or kinds[-1] != b"IEND" or not idat
+            or len(header) != 13 or header[8:13] not in (b"\x08\x00\x00\x00\x00", b"\x08\x02\x00\x00\x00")):
         return None
     width, height, channels = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big"), 3 if header[9] == 2 else 1
+    if not 0 < width <= _PNG_MAX_SIDE or not 0 < height <= _PNG_MAX_SIDE or height * (1 + width * channels) > 2**31:
+        return None
     stride = 1 + width * channels
     inflate = zlib.decompressobj()
     try:
         raw = inflate.decompress(b"".join(idat), height * stride + 1)
     except zlib.error:
         return None
-    if not width or not height or not inflate.eof or len(raw) != height * stride or max(raw[::stride]) > 4:
+    if not inflate.eof or inflate.unused_data or len(raw) != height * stride or max(raw[::stride]) > 4:
         return None
     return height, width, channels
 

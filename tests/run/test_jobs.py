@@ -116,3 +116,42 @@ def test_remove_outputs_deletes_both_files_of_the_ids_only(place):
     kept = [r["id"] for r in rows[:2]]
     assert sorted(p.stem for p in (place.out / "images").iterdir()) == sorted(kept)
     assert sorted(p.stem for p in (place.out / "masks").iterdir()) == sorted(kept)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_negative_files_are_the_fresh_encoding_of_the_methods_pixels(tmp_path, channels):
+    """A negative re-deflates only its window's bands, and reuses its displaced image's mask bytes
+    when the rotation leaves the mask unchanged: its files are still exactly ``encode_image`` /
+    ``encode_mask`` of the pixels docs/method.md section 4 gives, and its gray sums are its own."""
+    from sirst_synth.method.negatives import negatives
+    from sirst_synth.method.targets import find_targets
+    from sirst_synth.store.fingerprint import gray_sums
+    from sirst_synth.store.manifest import SUMS
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for root in (src, out):
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+    rng = np.random.default_rng(7)
+    image = rng.integers(20, 90, (40, 24)).astype(np.uint8)
+    mask = np.zeros((40, 24), np.uint8)
+    mask[5:8, 5:8] = 255        # fills its window: every rotation keeps the mask
+    mask[15:17, 16] = 255       # an L: rotations move it (window rows 15-17 cross the band edge at 16)
+    mask[16, 17] = 255
+    image[mask > 0] = 230
+    image[5:8, 5:8] = np.arange(200, 245, 5, dtype=np.uint8).reshape(3, 3)
+    image[15, 16] = 250
+    Image.fromarray(image).save(src / "images" / "a.png")
+    Image.fromarray(mask).save(src / "masks" / "a.png")
+    place = Place(Dataset(src), out)
+    rows = run_job(NegateJob("a", "a", new_row(split="train", source_id="a", round=0), 3, channels), place)
+    expected = list(negatives(image, mask, find_targets(mask), 3))
+    assert [r["id"] for r in rows] == [f"a_t{n.target.label}_k{n.k}" for n in expected]
+    reused = changed = 0
+    for row, neg in zip(rows, expected):
+        assert (out / "images" / f"{row['id']}.png").read_bytes() == imageio.encode_image(neg.image, channels)
+        assert (out / "masks" / f"{row['id']}.png").read_bytes() == imageio.encode_mask(neg.mask)
+        assert row[SUMS] == gray_sums(neg.image)
+        same = np.array_equal(neg.mask, mask)
+        reused, changed = reused + same, changed + (not same)
+    assert reused and changed

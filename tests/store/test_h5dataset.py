@@ -394,6 +394,22 @@ def test_generated_pngs_are_trusted_only_with_their_manifest_hash(tmp_path: Path
     job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours),
                         imageio.sha256(imageio.encode_mask(mask)), generated=True)
     assert pack._pack_one(job).image_chunk == h5dataset.png_scanlines(ours, h5dataset.UP)[2]
+    # a mask of an older build: first row unfiltered, the rest Up; a generated image's mask is still
+    # checked row by row, and stored as its pixels
+    target = np.zeros((20, 7), np.uint8)
+    target[5:9, 2:4] = 255
+    mask_lines = np.empty((20, 8), np.uint8)
+    mask_lines[:, 0], mask_lines[0, 1:] = h5dataset.UP, target[0]
+    mask_lines[0, 0] = h5dataset.NONE
+    mask_lines[1:, 1:] = target[1:] - target[:-1]
+    old_mask = pngbands.BandedPNG(7, 20, pngbands.GRAY, 0, 20, mask_lines, (pngbands._deflate(mask_lines),)).png()
+    assert np.array_equal(imageio.decode_image(old_mask), target)
+    (tmp_path / "m.png").write_bytes(old_mask)
+    job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours), imageio.sha256(old_mask),
+                        generated=True)
+    packed = pack._pack_one(job)
+    assert np.array_equal(np.frombuffer(zlib.decompress(packed.mask_chunk), np.uint8).reshape(packed.mask_shape)[:, 1:],
+                          target)
     (tmp_path / "i.png").write_bytes(mixed)  # changed after the build: refused, never trusted
     with pytest.raises(DatasetError, match="SHA-256 differs"):
         pack._pack_one(job)

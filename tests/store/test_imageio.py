@@ -132,8 +132,8 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
 def test_checked_png_shape_vouches_only_for_a_whole_valid_png():
     """The test split's check: shape without decoding, None (decode and word the error) otherwise."""
     import struct
-    from io import BytesIO
     import zlib
+    from io import BytesIO
 
     from sirst_synth.store import pngbands
     from sirst_synth.store.imageio import checked_png_shape, decode_image
@@ -160,3 +160,53 @@ def test_checked_png_shape_vouches_only_for_a_whole_valid_png():
         assert checked_png_shape(data) is None
     with pytest.raises(ImageError):
         decode_image(bad_filter)
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    import struct
+
+    out, pos = [], 8
+    while pos < len(data):
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        out.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def _png_of(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    import struct
+    import zlib
+
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks)
+
+
+def test_checked_png_shape_refuses_what_a_reader_refuses():
+    """Chunk order a reader rejects (IHDR after IDAT, a second IHDR, IDATs split by another chunk,
+    an unknown critical chunk), stray bytes after the zlib stream, and sizes past the PNG limit."""
+    import struct
+    import zlib
+
+    from sirst_synth.store.imageio import checked_png_shape, decode_image
+
+    gray = np.random.default_rng(3).integers(0, 256, (40, 23), dtype=np.uint8)
+    (ihdr, header), *rest = _chunks(encode_png(gray))
+    stream = b"".join(body for kind, body in rest if kind == b"IDAT")
+    halves = [(b"IDAT", stream[:len(stream) // 2]), (b"IDAT", stream[len(stream) // 2:])]
+    end = [(b"IEND", b"")]
+    assert checked_png_shape(_png_of([(ihdr, header), *halves, *end])) == (40, 23, 1)
+    assert checked_png_shape(_png_of([(ihdr, header), (b"tEXt", b"a\x00b"), *halves, *end])) == (40, 23, 1)
+    huge = struct.pack(">IIBBBBB", 0xFFFFFFFF, 0xFFFFFFFF, 8, 0, 0, 0, 0)
+    refused = {
+        "IHDR after IDAT": [*halves, (ihdr, header), *end],
+        "IHDR twice": [(ihdr, header), (ihdr, header), *halves, *end],
+        "IDAT split by a chunk": [(ihdr, header), halves[0], (b"tEXt", b"a\x00b"), halves[1], *end],
+        "unknown critical chunk": [(ihdr, header), (b"ABCD", b"x"), *halves, *end],
+        "bytes after the stream": [(ihdr, header), (b"IDAT", stream + b"junk"), *end],
+        "no IEND": [(ihdr, header), *halves],
+        "huge": [(ihdr, huge), (b"IDAT", zlib.compress(b"\x00")), *end],
+    }
+    for name, chunks in refused.items():
+        assert checked_png_shape(_png_of(chunks)) is None, name
+    with pytest.raises(ImageError):
+        decode_image(_png_of(refused["IHDR after IDAT"]))

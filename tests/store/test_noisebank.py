@@ -104,3 +104,40 @@ def test_describe_gives_the_files_sha256_and_the_sampling_thresholds(tmp_path):
     assert info["patches"] == 3
     assert info["path"] == str(path.resolve())
     assert (info["grid"], info["max_var"], info["max_mean"], info["split"]) == (4, 50.0, 255.0, "50_50")
+
+
+def test_patches_read_back_across_the_writers_blocks(tmp_path, monkeypatch):
+    """Pixels gathered in blocks (here of 3000 pixels) read back patch by patch, as written."""
+    from sirst_synth.store import noisebank
+
+    monkeypatch.setattr(noisebank, "_FLUSH_PIXELS", 3000)
+    rng = np.random.default_rng(1)
+    writer = NoiseBankWriter(tmp_path / "bank.h5", {})
+    written = []
+    for k in range(9):
+        patches = [rng.uniform(0, 255, (16 + k, 20)).astype(np.float32) for _ in range(k % 3)]
+        regions = [NoiseRegion(0, j, (0, 0, *p.shape), 1.0, 2.0) for j, p in enumerate(patches)]
+        writer.add(f"img{k}", regions, patches)
+        written += patches
+    writer.close()
+    with NoiseBank(tmp_path / "bank.h5") as bank:
+        assert len(bank) == len(written)
+        assert all(np.array_equal(bank.patch(i), p) for i, p in enumerate(written))
+
+
+def test_a_failed_write_is_one_write_error_naming_the_file(tmp_path, monkeypatch):
+    """A write HDF5 cannot make (a full disk) is a WriteError naming the file; abort drops it."""
+    from sirst_synth.errors import WriteError
+    from sirst_synth.store import noisebank
+
+    monkeypatch.setattr(noisebank, "_FLUSH_PIXELS", 1)
+    writer = NoiseBankWriter(tmp_path / "bank.h5", {})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(writer._pixels), "__setitem__", full_disk)
+    with pytest.raises(WriteError, match=r"\.bank\.h5\..*\.tmp: cannot write \(No space left on device\)"):
+        writer.add("a", [NoiseRegion(0, 0, (0, 0, 2, 2), 1.0, 2.0)], [np.ones((2, 2), np.float32)])
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
