@@ -164,6 +164,22 @@ def _pack_jobs(ds: Dataset, rows: dict[str, dict[str, str]]) -> list[_PackJob]:
             for id_, row in rows.items()]
 
 
+def _interleaved(jobs: list[_PackJob]) -> list[int]:
+    """Indices of ``jobs``, those that decode (not :attr:`_PackJob.generated`) spread evenly among
+    the others: the workers' decoding and the writing process's one dataset per image then overlap
+    instead of taking turns (originals come first and last in manifest order)."""
+    heavy = [i for i, job in enumerate(jobs) if not job.generated]
+    light = [i for i, job in enumerate(jobs) if job.generated]
+    order, taken = [], 0
+    for k in range(len(jobs)):
+        if taken < len(heavy) and (taken * len(jobs) < (k + 1) * len(heavy) or k - taken >= len(light)):
+            order.append(heavy[taken])
+            taken += 1
+        else:
+            order.append(light[k - taken])
+    return order
+
+
 def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[_Packed]:
     """Results in job order, computed a block at a time so few wait in memory."""
     with click.progressbar(length=len(jobs), label="pack", file=sys.stderr, hidden=not progress) as bar:
@@ -220,7 +236,9 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
                 _write_strings(manifest, column, [row[column] for row in rows.values()])
             images, masks = (f.create_group(name, track_times=False) for name in PIXEL_FOLDERS)
             layout = np.zeros(len(rows), np.uint8)
-            for k, packed in enumerate(_blocks(_pack_jobs(ds, rows), n_jobs, progress)):
+            jobs = _pack_jobs(ds, rows)
+            order = _interleaved(jobs)
+            for k, packed in zip(order, _blocks([jobs[i] for i in order], n_jobs, progress)):
                 _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
                 _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)
                 layout[k] = packed.image_layout

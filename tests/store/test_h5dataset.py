@@ -413,3 +413,12 @@ def test_generated_pngs_are_trusted_only_with_their_manifest_hash(tmp_path: Path
     (tmp_path / "i.png").write_bytes(mixed)  # changed after the build: refused, never trusted
     with pytest.raises(DatasetError, match="SHA-256 differs"):
         pack._pack_one(job)
+
+
+def test_pack_order_spreads_the_decoding_jobs_and_keeps_each_kinds_order() -> None:
+    jobs = [pack._PackJob(f"o{i}", Path("i"), Path("m"), "", "") for i in range(3)]
+    jobs += [pack._PackJob(f"g{i}", Path("i"), Path("m"), "", "", generated=True) for i in range(9)]
+    jobs += [pack._PackJob("t0", Path("i"), Path("m"), "", "")]
+    order = pack._interleaved(jobs)
+    assert sorted(order) == list(range(len(jobs)))
+    assert [jobs[i].id for i in order] == ["o0", "g0", "g1", "o1", "g2", "g3", "o2", "g4", "g5", "t0", "g6", "g7", "g8"]
