@@ -21,12 +21,13 @@ from sirst_synth.method.displace import displace
 from sirst_synth.method.negatives import negatives
 from sirst_synth.method.targets import Target
 from sirst_synth.plan.ids import negative_id
+from sirst_synth.run.pack import packed_written
 from sirst_synth.run.sources import one_opencv_thread, source_pixels
 from sirst_synth.store import imageio, pngbands
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import ImageSums, gray_sums
 from sirst_synth.store.layout import image_name, mask_name
-from sirst_synth.store.manifest import SUMS, Row
+from sirst_synth.store.manifest import PACKED, SUMS, Row
 from sirst_synth.store.noisebank import cached_bank
 from sirst_synth.store.pngbands import BandedPNG
 
@@ -113,9 +114,9 @@ def encoded(image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], ro
 
 
 def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: NoiseDraw, alpha: float, fit: str,
-                    channels: int) -> Encoded:
+                    channels: int, pack: bool = False) -> Encoded:
     """Displace train image ``input_id`` with the bank patch ``noise`` and write it as ``out_id``
-    (docs/method.md section 3)."""
+    (docs/method.md section 3). ``pack``: its row also carries its HDF5 chunks (:data:`PACKED`)."""
     imageio.check_channels(channels)
     source = source_pixels(place.src, input_id)
     assert place.bank is not None, "a displacement job needs the noise bank"
@@ -125,28 +126,36 @@ def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: N
            "channels": str(channels)}
     base = encoded(image, source.mask, source.targets, {**row, SUMS: gray_sums(image)}, channels)
     written = write_pair(place.out, out_id, base.image_png.png(), base.mask_png.png(), base.row)
+    if pack:
+        written[PACKED] = packed_written(out_id, image, base.image_png, base.mask_png)
     return dataclasses.replace(base, row=written)
 
 
-def write_negatives(place: Place, base: Encoded, s: int, channels: int) -> list[Row]:
+def write_negatives(place: Place, base: Encoded, s: int, channels: int, pack: bool = False) -> list[Row]:
     """Write the distinct negatives of every target of ``base`` (docs/method.md section 4) as
     ``<group>_t<label>_k<k>``, ``group`` from its row; they inherit its row's fields (source,
     round, noise).
 
     A negative differs from ``base`` in one s x s window, so only the PNG bands of the window's
     rows are deflated again, and a mask whose window the rotation leaves unchanged is ``base``'s
-    mask file. Its gray sums are ``base``'s: a rotation only moves pixels inside the window."""
+    mask file. Its gray sums are ``base``'s: a rotation only moves pixels inside the window.
+    ``pack``: each row also carries its HDF5 chunks (:data:`PACKED`)."""
     imageio.check_channels(channels)
     group, mask_bytes = base.row["group"], base.mask_png.png()
+    base_row = {k: v for k, v in base.row.items() if k != PACKED}
     rows = []
     for neg in negatives(base.image, base.mask, list(base.targets), s):
         y0, y1, x0, x1 = neg.y0, neg.y0 + s, neg.x0, neg.x0 + s
-        neg_row = {**base.row, "kind": "negative", "target": str(neg.target.label), "cy": str(neg.target.cy),
+        neg_row = {**base_row, "kind": "negative", "target": str(neg.target.label), "cy": str(neg.target.cy),
                    "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k)}
-        image_png = pngbands.changed(base.image_png, imageio.image_pixels(neg.image, channels), y0, y1).png()
+        image_png = pngbands.changed(base.image_png, imageio.image_pixels(neg.image, channels), y0, y1)
         same_mask = np.array_equal(neg.mask[y0:y1, x0:x1], base.mask[y0:y1, x0:x1])
-        neg_mask = mask_bytes if same_mask else pngbands.changed(base.mask_png, neg.mask, y0, y1).png()
-        rows.append(write_pair(place.out, negative_id(group, neg.target.label, neg.k), image_png, neg_mask, neg_row))
+        mask_png = base.mask_png if same_mask else pngbands.changed(base.mask_png, neg.mask, y0, y1)
+        neg_id = negative_id(group, neg.target.label, neg.k)
+        row = write_pair(place.out, neg_id, image_png.png(), mask_bytes if same_mask else mask_png.png(), neg_row)
+        if pack:
+            row[PACKED] = packed_written(neg_id, neg.image, image_png, mask_png)
+        rows.append(row)
     return rows
 
 

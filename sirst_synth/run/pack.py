@@ -6,6 +6,7 @@ Workers prepare the chunks; the parent is the single writer and stores them in o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 from sirst_synth import __version__
 from sirst_synth.errors import DatasetError
 from sirst_synth.run.parallel import run_jobs
-from sirst_synth.store import imageio
+from sirst_synth.store import imageio, pngbands
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.h5dataset import (
     _STR,
@@ -42,8 +43,9 @@ from sirst_synth.store.h5dataset import (
     png_scanlines,
     up_filter,
 )
-from sirst_synth.store.layout import INFO_NAME, KINDS, PARTS, PIXEL_FOLDERS, temp_path
+from sirst_synth.store.layout import INFO_NAME, KINDS, PARTS, PIXEL_FOLDERS, image_name, mask_name, temp_path
 from sirst_synth.store.manifest import COLUMNS
+from sirst_synth.store.pngbands import BandedPNG
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class _PackJob:
 
 
 @dataclass(frozen=True)
-class _Packed:
-    """A job's result: the deflated chunks and shapes of an image and its mask."""
+class Packed:
+    """An image and its mask as stored in the file: their deflated chunks and shapes, and the
+    image's layout (:data:`GRAY`, :data:`GRAY_AS_RGB` or :data:`RGB`)."""
 
     id: str
     image_shape: tuple[int, ...]
@@ -95,25 +98,51 @@ def _scanlines(rows: np.ndarray, filter_type: int) -> bytes:
     return _deflate(lines.tobytes())
 
 
-def _pack_one(job: _PackJob) -> _Packed:
+def _image_chunk(image: np.ndarray) -> tuple[int, tuple[int, int], bytes]:
+    """(layout, shape, chunk) of a decoded uint8 (H, W) or (H, W, 3) image: Up-filtered and
+    deflated, an R=G=B image as its one channel (:data:`GRAY_AS_RGB`)."""
+    layout = GRAY
+    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
+        image, layout = np.ascontiguousarray(image[..., 0]), GRAY_AS_RGB
+    elif image.ndim == 3:
+        layout = RGB
+    rows = image.reshape(image.shape[0], -1)
+    return layout, (rows.shape[0], rows.shape[1] + 1), _scanlines(up_filter(rows), UP)
+
+
+def packed_pixels(id_: str, image: np.ndarray, mask: np.ndarray) -> Packed:
+    """The stored form of a decoded image (uint8 (H, W) or (H, W, 3)) and its (H, W) mask (unfiltered)."""
+    layout, shape, chunk = _image_chunk(image)
+    return Packed(id_, shape, chunk, (mask.shape[0], mask.shape[1] + 1), _scanlines(mask, NONE), layout)
+
+
+def packed_written(id_: str, gray: np.ndarray, image_png: BandedPNG, mask_png: BandedPNG) -> Packed:
+    """The stored form of an image a build generated from ``gray`` and wrote as the banded PNGs
+    ``image_png`` (gray, or R=G=B with ``--channels 3``) and ``mask_png``: the same chunks as
+    packing its files (:func:`_pack_one`) gives, without reading them. A gray PNG's zlib stream is
+    its chunk as it is; an R=G=B one is stored as its gray (:data:`GRAY_AS_RGB`)."""
+    if mask_png.colour != pngbands.GRAY or mask_png.filter_type != NONE or image_png.filter_type != UP:
+        raise ValueError("expected an Up-filtered image and an unfiltered gray mask")
+    if image_png.colour == pngbands.GRAY:
+        layout, shape, chunk = GRAY, (image_png.height, image_png.width + 1), image_png.zlib_stream()
+    else:
+        layout, shape, chunk = GRAY_AS_RGB, (gray.shape[0], gray.shape[1] + 1), _scanlines(up_filter(gray), UP)
+    return Packed(id_, shape, chunk, (mask_png.height, mask_png.width + 1), mask_png.zlib_stream(), layout)
+
+
+def _pack_one(job: _PackJob) -> Packed:
     """One image and mask as stored chunks: the build's own PNGs' scanlines as they are, other
     PNGs decoded (as the PNG reader does), filtered and deflated; gray stored as one channel."""
     image_png = _read_checked(job.image, job.sha256_image)
     mask_png = _read_checked(job.mask, job.sha256_mask)
-    layout = GRAY
     fast = png_scanlines(image_png, UP, every_row=not job.generated)
     if fast is not None:
         height, width, image_chunk = fast
-        image_shape = (height, width + 1)
+        layout, image_shape = GRAY, (height, width + 1)
     else:
         image = imageio.decode_image(image_png, str(job.image))
-        if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
-            image, layout = np.ascontiguousarray(image[..., 0]), GRAY_AS_RGB
-        elif image.ndim == 3:
-            layout = RGB
+        layout, image_shape, image_chunk = _image_chunk(image)
         height, width = image.shape[:2]
-        rows = image.reshape(height, -1)
-        image_shape, image_chunk = (height, rows.shape[1] + 1), _scanlines(up_filter(rows), UP)
     fast = png_scanlines(mask_png, NONE)
     if fast is not None:
         mask_size, mask_chunk = fast[:2], fast[2]
@@ -122,36 +151,44 @@ def _pack_one(job: _PackJob) -> _Packed:
         mask_size, mask_chunk = mask.shape, _scanlines(mask, NONE)
     if tuple(mask_size) != (height, width):
         raise DatasetError(f"{job.mask}: size {tuple(mask_size)} differs from its image {(height, width)}")
-    return _Packed(job.id, image_shape, image_chunk, (height, width + 1), mask_chunk, layout)
+    return Packed(job.id, image_shape, image_chunk, (height, width + 1), mask_chunk, layout)
 
 
-def _pack_many(jobs: list[_PackJob]) -> list[_Packed]:
+def pack_written_files(root: Path, row: dict[str, str]) -> Packed:
+    """The stored form of a generated image read back from the files the build wrote in ``root``
+    (an image written by an earlier run that ``--resume`` finishes), as packing them gives."""
+    return _pack_one(_PackJob(row["id"], root / image_name(row["id"]), root / mask_name(row["id"]),
+                              row["sha256_image"], row["sha256_mask"], row.get("channels") == "1"))
+
+
+def _pack_many(jobs: list[_PackJob]) -> list[Packed]:
     return [_pack_one(job) for job in jobs]
 
 
 def _write_pixels(group: h5py.Group, name: str, shape: tuple[int, ...], chunk: bytes) -> None:
     """A uint8 dataset of one gzip chunk, stored as deflated by the worker.
 
-    Made with h5py's low-level API and a creation property list kept per shape: the high-level
-    ``create_dataset`` costs twice as much, in the single writing process."""
-    dset = h5py.h5d.create(group.id, name.encode("utf-8"), h5py.h5t.NATIVE_UINT8, h5py.h5s.create_simple(shape),
-                           dcpl=_creation_plist(shape))
+    Made with h5py's low-level API, a dataspace and creation property list kept per shape: the
+    high-level ``create_dataset`` costs twice as much, in the single writing process."""
+    space, plist = _creation(shape)
+    dset = h5py.h5d.create(group.id, name.encode("utf-8"), h5py.h5t.NATIVE_UINT8, space, dcpl=plist)
     dset.write_direct_chunk((0,) * len(shape), chunk)
 
 
-_plists: dict[tuple[int, ...], h5py.h5p.PropDCID] = {}
+_creations: dict[tuple[int, ...], tuple[h5py.h5s.SpaceID, h5py.h5p.PropDCID]] = {}
 
 
-def _creation_plist(shape: tuple[int, ...]) -> h5py.h5p.PropDCID:
-    """One chunk of ``shape``, gzip (deflate) level :data:`GZIP_LEVEL`, no timestamps."""
-    plist = _plists.get(shape)
-    if plist is None:
+def _creation(shape: tuple[int, ...]) -> tuple[h5py.h5s.SpaceID, h5py.h5p.PropDCID]:
+    """The dataspace of ``shape`` and a creation property list: one chunk of ``shape``, gzip
+    (deflate) level :data:`GZIP_LEVEL`, no timestamps."""
+    kept = _creations.get(shape)
+    if kept is None:
         plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         plist.set_chunk(shape)
         plist.set_deflate(GZIP_LEVEL)
         plist.set_obj_track_times(False)
-        _plists[shape] = plist
-    return plist
+        kept = _creations[shape] = (h5py.h5s.create_simple(shape), plist)
+    return kept
 
 
 def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
@@ -180,7 +217,7 @@ def _interleaved(jobs: list[_PackJob]) -> list[int]:
     return order
 
 
-def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[_Packed]:
+def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[Packed]:
     """Results in job order, computed a block at a time so few wait in memory."""
     with click.progressbar(length=len(jobs), label="pack", file=sys.stderr, hidden=not progress) as bar:
         for start in range(0, len(jobs), BLOCK):
@@ -191,16 +228,77 @@ def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[_Pack
                 yield from results
 
 
-def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
-    """Write the complete PNG build in ``root`` (split folder ``split``) as one HDF5 file.
+class H5Writer:
+    """One HDF5 dataset file (the format of :mod:`sirst_synth.store.h5dataset`) written as its
+    pixels come: :meth:`add` stores an image and its mask, :meth:`finish` packs the ids of the
+    PNG build not added yet (in manifest order), writes the ids, split lists, manifest and record
+    and renames the file into place; until then it is ``.OUT.<pid>.tmp`` (:meth:`abort` removes it).
 
-    Every image is checked against the SHA-256 of ``manifest.csv``. ``out_file`` appears (or is
-    replaced) only once the file is complete. Returns the file, image counts, size and seconds.
-    """
-    t0 = time.perf_counter()
-    root, out_file = Path(root), Path(out_file)
-    ds = Dataset(root, split)
-    info_path = root / INFO_NAME
+    The datasets are laid out in the order they are added, so the same sequence of calls gives
+    the same bytes."""
+
+    def __init__(self, out_file: Path) -> None:
+        self.out_file = Path(out_file)
+        self._tmp = temp_path(self.out_file)
+        try:
+            self._file = h5py.File(self._tmp, "w", libver=LIBVER)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise DatasetError(f"{self.out_file}: cannot write ({reason})") from None
+        self._images, self._masks = (self._file.create_group(name, track_times=False) for name in PIXEL_FOLDERS)
+        self._layouts: dict[str, int] = {}
+
+    def add(self, packed: Packed) -> None:
+        """Store one image and its mask (an id already stored is kept as it is)."""
+        if packed.id in self._layouts:
+            return
+        _write_pixels(self._images, packed.id, packed.image_shape, packed.image_chunk)
+        _write_pixels(self._masks, packed.id, packed.mask_shape, packed.mask_chunk)
+        self._layouts[packed.id] = packed.image_layout
+
+    def has(self, id_: str) -> bool:
+        return id_ in self._layouts
+
+    def finish(self, root: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
+        """Complete the file from the finished PNG build in ``root`` (split folder ``split``): the
+        images not added are read from it, each checked against the SHA-256 of ``manifest.csv``."""
+        t0 = time.perf_counter()
+        ds = Dataset(Path(root), split)
+        info_text, rows, lists = _complete_build(ds)
+        missing = [job for job in _pack_jobs(ds, rows) if job.id not in self._layouts]
+        order = _interleaved(missing)
+        for packed in _blocks([missing[i] for i in order], n_jobs, progress):
+            self.add(packed)
+        f = self._file
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split,
+                        "info": info_text, "tool_version": __version__})
+        _write_strings(f, "ids", list(rows))
+        split_group = f.create_group("splits", track_times=False).create_group(split, track_times=False)
+        for part, ids in lists.items():
+            _write_strings(split_group, part, ids)
+        manifest = f.create_group("manifest", track_times=False)
+        for column in COLUMNS:
+            _write_strings(manifest, column, [row[column] for row in rows.values()])
+        f.create_dataset("image_layout", data=np.array([self._layouts[id_] for id_ in rows], np.uint8),
+                         track_times=False)
+        f.close()
+        os.replace(self._tmp, self.out_file)
+        return {"file": str(self.out_file), "images": len(rows), "train": len(lists["train"]),
+                "test": len(lists["test"]), "bytes": self.out_file.stat().st_size,
+                "seconds": round(time.perf_counter() - t0, 3)}
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        try:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _complete_build(ds: Dataset) -> tuple[str, dict[str, dict[str, str]], dict[str, list[str]]]:
+    """The record text, manifest rows and split lists of a complete PNG build, or DatasetError."""
+    info_path = ds.root / INFO_NAME
     try:
         info_text = info_path.read_text(encoding="utf-8")
         json.loads(info_text)
@@ -216,38 +314,21 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
         missing = next((id_ for id_ in ids if id_ not in rows), None)
         if missing is not None:
             raise DatasetError(f"{ds.split_file(part)}: id {missing} is not in {ds.manifest_path}")
+    return info_text, rows, lists
 
-    tmp = temp_path(out_file)
+
+def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
+    """Write the complete PNG build in ``root`` (split folder ``split``) as one HDF5 file.
+
+    Every image is checked against the SHA-256 of ``manifest.csv``. ``out_file`` appears (or is
+    replaced) only once the file is complete. Returns the file, image counts, size and seconds.
+    """
+    _complete_build(Dataset(Path(root), split))  # refused before the file is created
+    writer = H5Writer(out_file)
     try:
-        f = h5py.File(tmp, "w", libver=LIBVER)
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise DatasetError(f"{out_file}: cannot write ({reason})") from None
-    try:
-        with f:
-            f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split,
-                            "info": info_text, "tool_version": __version__})
-            _write_strings(f, "ids", list(rows))
-            split_group = f.create_group("splits", track_times=False).create_group(split, track_times=False)
-            for part, ids in lists.items():
-                _write_strings(split_group, part, ids)
-            manifest = f.create_group("manifest", track_times=False)
-            for column in COLUMNS:
-                _write_strings(manifest, column, [row[column] for row in rows.values()])
-            images, masks = (f.create_group(name, track_times=False) for name in PIXEL_FOLDERS)
-            layout = np.zeros(len(rows), np.uint8)
-            jobs = _pack_jobs(ds, rows)
-            order = _interleaved(jobs)
-            for k, packed in zip(order, _blocks([jobs[i] for i in order], n_jobs, progress)):
-                _write_pixels(images, packed.id, packed.image_shape, packed.image_chunk)
-                _write_pixels(masks, packed.id, packed.mask_shape, packed.mask_chunk)
-                layout[k] = packed.image_layout
-            f.create_dataset("image_layout", data=layout, track_times=False)
-        os.replace(tmp, out_file)
+        return writer.finish(root, split, progress, n_jobs)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
-    return {"file": str(out_file), "images": len(rows), "train": len(lists["train"]), "test": len(lists["test"]),
-            "bytes": out_file.stat().st_size, "seconds": round(time.perf_counter() - t0, 3)}
 
 

@@ -136,7 +136,8 @@ def _strings(dset: h5py.Dataset) -> list[str]:
 
 
 class H5Dataset:
-    """A dataset packed by :func:`pack_dataset`, read like :class:`sirst_synth.store.dataset.Dataset`.
+    """A dataset file written by ``build --format h5`` (or :func:`~sirst_synth.run.pack.pack_dataset`),
+    read like :class:`sirst_synth.store.dataset.Dataset`.
 
     ``root`` is the file. ``split`` defaults to the file's own. The HDF5 handle is opened on
     first use in each process (h5py handles must not cross a fork) and dropped when pickled.

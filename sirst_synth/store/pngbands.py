@@ -46,8 +46,11 @@ class BandedPNG:
     def png(self) -> bytes:
         """The PNG file's bytes."""
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, self.colour, 0, 0, 0)
-        stream = b"".join((_ZLIB_HEADER, *self.bands, _FINAL_BLOCK, struct.pack(">I", zlib.adler32(self.lines.data))))
-        return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", stream), _IEND))
+        return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", self.zlib_stream()), _IEND))
+
+    def zlib_stream(self) -> bytes:
+        """The zlib stream of the scanlines: the PNG's image data (and an HDF5 gzip chunk)."""
+        return b"".join((_ZLIB_HEADER, *self.bands, _FINAL_BLOCK, struct.pack(">I", zlib.adler32(self.lines.data))))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

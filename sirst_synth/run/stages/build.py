@@ -19,13 +19,14 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.pack import H5Writer, pack_written_files
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import PARTS, flat_name, state_dir
-from sirst_synth.store.manifest import Row, new_row
+from sirst_synth.store.manifest import PACKED, Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
 log = logging.getLogger("sirst_synth")
@@ -38,11 +39,13 @@ class BuildJob(DisplaceJob):
     displaced image with windows of side ``s``."""
 
     s: int = 3
+    #: also return each image's HDF5 chunks with its row (``build --format h5``)
+    pack: bool = False
 
     def run(self, place: Place) -> list[Row]:
         base = write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
-                               self.channels)
-        return [base.row, *write_negatives(place, base, self.s, self.channels)]
+                               self.channels, self.pack)
+        return [base.row, *write_negatives(place, base, self.s, self.channels, self.pack)]
 
 
 @dataclass
@@ -55,12 +58,15 @@ class Build(DatasetStage):
 
     name: ClassVar[str] = "build"
     params: BuildParams = field(default_factory=BuildParams)
+    #: ``build --format h5``: the file written as the images come (see :mod:`.build_h5`)
+    writer: H5Writer | None = None
     _workdir: Path | None = field(default=None, init=False)
 
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
         p = self.params
         self._workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
-        sources, writer = check_and_sample(ds, PARTS, self._scanned_bank, {}, p.noise, opts)
+        on_packed = self.writer.add if self.writer is not None else None
+        sources, writer = check_and_sample(ds, PARTS, self._scanned_bank, {}, p.noise, opts, on_packed, fast=True)
         log.info("noise bank: %d patches from %d of %d train images", len(writer), writer.images_with_patches,
                  writer.images)
         check_window(p.s, sources.train)
@@ -125,12 +131,15 @@ class Build(DatasetStage):
                 draw = NoiseDraw(idx, bank_sources[idx], int(grid[idx][0]), int(grid[idx][1]))
                 row = new_row(split="train", source_id=id_, round=round_)
                 jobs.append(BuildJob(id_, displaced_id(flat_name(id_), round_), row, draw, p.alpha, p.fit,
-                                     channels=p.channels, s=p.s))
+                                     channels=p.channels, s=p.s, pack=self.writer is not None))
             for unit_rows in run_recorded(run_job, jobs, [j.key for j in jobs], journal, opts.n_jobs,
                                           "building", opts.progress, place):
                 room = needed - made
                 made += min(room, len(unit_rows))
                 remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
+                if self.writer is not None:
+                    for kept in unit_rows[:room]:  # in plan order, whether run now or replayed on --resume
+                        self.writer.add(kept.get(PACKED) or pack_written_files(place.out, kept))
         journal.close()
         return journal
 

@@ -1,8 +1,12 @@
 """``build --format h5``: the build written as one HDF5 file (docs/method.md section 6 and appendix 10).
 
-The PNG build is made (or resumed) in the folder ``OUT.building/``, packed into ``OUT`` (renamed
-into place when complete), then removed. ``--resume`` on a finished file checks its recorded
-parameters and source like a folder's.
+The PNG build is made (or resumed) in the folder ``OUT.building/``, and the file is written as it
+goes: the scan hands over every original as stored in the file, the units every generated image
+(:class:`~sirst_synth.run.pack.H5Writer`, in scan order then plan order, so any number of workers
+gives the same bytes). Images of an earlier run that ``--resume`` finishes are read back from the
+folder at their place in that order. The file is renamed into place when complete, then the
+folder removed. ``--resume`` on a finished file checks its recorded parameters and source like a
+folder's.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from sirst_synth.errors import ResumeError
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode, check_output_file
+from sirst_synth.run.pack import H5Writer
 from sirst_synth.run.stages.base import RunOptions, Stage
 from sirst_synth.run.stages.build import Build
 from sirst_synth.store.dataset import Dataset
@@ -23,11 +28,12 @@ from sirst_synth.store.layout import temp_files
 
 
 def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path, opts: RunOptions,
-                     completed: dict[str, Any] | None) -> dict[str, Any]:
+                     completed: dict[str, Any] | None, writer: H5Writer | None = None) -> dict[str, Any]:
     """Make (or resume) the PNG build of ``out`` in the folder ``staging``; ``completed``: the
-    record of a finished ``out``. Resume errors name ``out``, the output the user asked for."""
+    record of a finished ``out``; ``writer``: the HDF5 file that receives every image as it comes.
+    Resume errors name ``out``, the output the user asked for."""
     try:
-        return Build(params).run(ds, staging, opts, completed)
+        return Build(params, writer=writer).run(ds, staging, opts, completed)
     except ResumeError as exc:
         if completed is None:
             raise
@@ -48,7 +54,6 @@ class BuildH5(Stage):
             return self._run_locked(ds, out, opts)
 
     def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
-        from sirst_synth.run.pack import pack_dataset
         from sirst_synth.store.h5dataset import H5Dataset
 
         staging = out.with_name(out.name + ".building")
@@ -57,12 +62,20 @@ class BuildH5(Stage):
             completed = H5Dataset(out).info()
         else:
             check_output_file(out, ds.root, opts.force or opts.resume)
-        summary = build_in_staging(self.params, ds, staging, out, opts, completed)
-        if summary["resumed"] == RunMode.COMPLETE:
-            return {**summary, "out": str(out)}
-        start = time.perf_counter()
-        for tmp in temp_files(out.parent, out.name):  # a pack cut short
+        for tmp in temp_files(out.parent, out.name):  # a file cut short
             tmp.unlink(missing_ok=True)
-        pack_dataset(staging, out, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
+        writer = H5Writer(out)
+        try:
+            summary = build_in_staging(self.params, ds, staging, out, opts, completed, writer)
+            if summary["resumed"] == RunMode.COMPLETE and completed is not None:  # the finished file
+                writer.abort()
+                return {**summary, "out": str(out)}
+            # else also a complete folder left by a run stopped before its file was renamed: the
+            # file is written from it
+            start = time.perf_counter()
+            writer.finish(staging, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
+        except BaseException:
+            writer.abort()
+            raise
         shutil.rmtree(staging)
         return {**summary, "out": str(out), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}

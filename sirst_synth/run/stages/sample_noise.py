@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ from sirst_synth.errors import PlanError
 from sirst_synth.plan.params import NoiseParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import check_output_file, make_folder
+from sirst_synth.run.pack import Packed
 from sirst_synth.run.scan import check_grid, scan
 from sirst_synth.run.stages.base import RunOptions, Sources, Stage, check_sources
 from sirst_synth.store.dataset import Dataset
@@ -18,12 +20,15 @@ from sirst_synth.store.noisebank import NoiseBankWriter
 
 
 def check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs: dict[str, Any],
-                     noise: NoiseParams, opts: RunOptions) -> tuple[Sources, NoiseBankWriter]:
+                     noise: NoiseParams, opts: RunOptions,
+                     on_packed: Callable[[Packed], None] | None = None,
+                     fast: bool = False) -> tuple[Sources, NoiseBankWriter]:
     """Check every id of ``parts`` and sample the train images' noise into a bank at ``bank_path``,
-    which appears only when the sources, the grid and the bank pass their checks."""
-    writer = NoiseBankWriter(bank_path, {**noise.record(), **attrs})
+    which appears only when the sources, the grid and the bank pass their checks (``on_packed``:
+    see :func:`~sirst_synth.run.scan.scan`; ``fast``: see :class:`NoiseBankWriter`)."""
+    writer = NoiseBankWriter(bank_path, {**noise.record(), **attrs}, fast)
     try:
-        sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer), opts)
+        sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer, on_packed), opts)
         problem = check_grid(sources.train, noise.grid)
         if problem:
             raise PlanError(problem)
