@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -50,6 +51,10 @@ class BandedPNG:
 
     def zlib_stream(self) -> bytes:
         """The zlib stream of the scanlines: the PNG's image data (and an HDF5 gzip chunk)."""
+        return self._stream
+
+    @cached_property
+    def _stream(self) -> bytes:  # made once: the PNG and an HDF5 chunk share it
         return b"".join((_ZLIB_HEADER, *self.bands, _FINAL_BLOCK, struct.pack(">I", zlib.adler32(self.lines.data))))
 
 
