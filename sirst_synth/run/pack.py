@@ -1,5 +1,6 @@
-"""Packing a finished PNG build into one HDF5 dataset file (``build --format h5``); the format
-and its reader are :mod:`sirst_synth.store.h5dataset`.
+"""Writing one HDF5 dataset file: as a build goes (:class:`H5Writer`, ``build --format h5``) or
+from a finished PNG build (:func:`pack_dataset`); the format and its reader are
+:mod:`sirst_synth.store.h5dataset`.
 
 Workers prepare the chunks; the parent is the single writer and stores them in order
 (``write_direct_chunk``), so the file is the same bytes for any number of workers.
@@ -249,9 +250,9 @@ class H5Writer:
         self._layouts: dict[str, int] = {}
 
     def add(self, packed: Packed) -> None:
-        """Store one image and its mask (an id already stored is kept as it is)."""
+        """Store one image and its mask; an id is stored once (DatasetError on a second)."""
         if packed.id in self._layouts:
-            return
+            raise DatasetError(f"{self.out_file}: image {packed.id!r} is written twice")
         _write_pixels(self._images, packed.id, packed.image_shape, packed.image_chunk)
         _write_pixels(self._masks, packed.id, packed.mask_shape, packed.mask_chunk)
         self._layouts[packed.id] = packed.image_layout
@@ -265,6 +266,9 @@ class H5Writer:
         t0 = time.perf_counter()
         ds = Dataset(Path(root), split)
         info_text, rows, lists = _complete_build(ds)
+        extra = next((id_ for id_ in self._layouts if id_ not in rows), None)
+        if extra is not None:
+            raise DatasetError(f"{ds.manifest_path}: has no row for image {extra!r} written to {self.out_file}")
         missing = [job for job in _pack_jobs(ds, rows) if job.id not in self._layouts]
         order = _interleaved(missing)
         for packed in _blocks([missing[i] for i in order], n_jobs, progress):

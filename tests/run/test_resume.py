@@ -174,22 +174,30 @@ def test_resume_with_nothing_there_builds_afresh(src, reference, tmp_path):
     assert files(out) == files(reference)
 
 
-def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path):
+@pytest.mark.parametrize("channels", ["1", "3"])
+def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     """`build --format h5` writes its file as the images come; killed mid-build and resumed, the
     images of the first run are read back from the staging folder at their place: the same bytes
-    as an uninterrupted build. A staging folder left complete (a kill before the rename) too."""
+    as an uninterrupted build. A staging folder left complete (a kill before the rename) too, and
+    --resume on the finished file writes nothing."""
+    h5 = ("--format", "h5", "--channels", channels)
     reference = tmp_path / "reference.h5"
-    subprocess.run(build_cmd(src, reference, "--format", "h5"), check=True, capture_output=True)
+    subprocess.run(build_cmd(src, reference, *h5), check=True, capture_output=True)
     out = tmp_path / "out.h5"
     staging = out.with_name(out.name + ".building")
-    kill_when(src, out, lambda _: round_0(staging / STATE), 120.0, "--format", "h5")
+    kill_when(src, out, lambda _: round_0(staging / STATE), 120.0, *h5)
     assert staging.is_dir() and not out.exists()
-    res = subprocess.run(build_cmd(src, out, "--format", "h5", "--resume"), capture_output=True, text=True)
+    res = subprocess.run(build_cmd(src, out, *h5, "--resume"), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert out.read_bytes() == reference.read_bytes() and not staging.exists()
 
     again = tmp_path / "again.h5"
-    subprocess.run(build_cmd(src, again.with_name(again.name + ".building")), check=True, capture_output=True)
-    res = subprocess.run(build_cmd(src, again, "--format", "h5", "--resume"), capture_output=True, text=True)
+    subprocess.run(build_cmd(src, again.with_name(again.name + ".building"), "--channels", channels), check=True,
+                   capture_output=True)
+    res = subprocess.run(build_cmd(src, again, *h5, "--resume"), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert again.read_bytes() == reference.read_bytes()
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = subprocess.run(build_cmd(src, again, *h5, "--resume"), capture_output=True, text=True)
+    assert res.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == before

@@ -62,20 +62,20 @@ class BuildH5(Stage):
             completed = H5Dataset(out).info()
         else:
             check_output_file(out, ds.root, opts.force or opts.resume)
+        if completed is not None:  # the finished file: only its record is checked
+            return {**build_in_staging(self.params, ds, staging, out, opts, completed), "out": str(out)}
         for tmp in temp_files(out.parent, out.name):  # a file cut short
             tmp.unlink(missing_ok=True)
         writer = H5Writer(out)
         try:
-            summary = build_in_staging(self.params, ds, staging, out, opts, completed, writer)
-            if summary["resumed"] == RunMode.COMPLETE and completed is not None:  # the finished file
-                writer.abort()
-                return {**summary, "out": str(out)}
-            # else also a complete folder left by a run stopped before its file was renamed: the
-            # file is written from it
+            summary = build_in_staging(self.params, ds, staging, out, opts, None, writer)
             start = time.perf_counter()
+            # a complete folder too (a run stopped before its file was renamed): the file is written from it
             writer.finish(staging, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
         except BaseException:
             writer.abort()
             raise
         shutil.rmtree(staging)
+        if summary["resumed"] == RunMode.COMPLETE:
+            summary["resumed"] = RunMode.RESUMED.value
         return {**summary, "out": str(out), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}
