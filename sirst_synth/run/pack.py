@@ -7,7 +7,6 @@ Workers prepare the chunks; the parent is the single writer and stores them in o
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -41,6 +40,7 @@ from sirst_synth.store.h5dataset import (
     TASK,
     UP,
     ZLIB_STRATEGY,
+    discard_unfinished,
     png_scanlines,
     up_filter,
 )
@@ -293,11 +293,7 @@ class H5Writer:
 
     def abort(self) -> None:
         """Drop the unfinished file."""
-        try:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        discard_unfinished(self._file, self._tmp)
 
 
 def _complete_build(ds: Dataset) -> tuple[str, dict[str, dict[str, str]], dict[str, list[str]]]:

@@ -36,6 +36,7 @@ its HDF5 handle lazily in each process, so it works in DataLoader workers. Writi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zlib
@@ -69,6 +70,16 @@ BLOCK = 512
 TASK = 64
 
 _STR = h5py.string_dtype()
+
+
+def discard_unfinished(file: h5py.File, tmp: Path) -> None:
+    """Close an HDF5 file being written, whatever state a failed write left it in, and delete it
+    (its temporary name ``tmp``)."""
+    try:
+        with contextlib.suppress(Exception):
+            file.close()
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def up_filter(pixels: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from sirst_synth import __version__
 from sirst_synth.errors import NoiseBankError, WriteError
 from sirst_synth.method.noise import NoiseRegion
+from sirst_synth.store.h5dataset import discard_unfinished
 from sirst_synth.store.layout import temp_path
 
 _CHUNK = 4096
@@ -116,11 +117,7 @@ class NoiseBankWriter:
 
     def abort(self) -> None:
         """Drop the temporary file (whatever state a failed write left it in)."""
-        try:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        discard_unfinished(self._file, self._tmp)
 
 
 class NoiseBank:
