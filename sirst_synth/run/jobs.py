@@ -114,9 +114,9 @@ def encoded(image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], ro
 
 
 def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: NoiseDraw, alpha: float, fit: str,
-                    channels: int, pack: bool = False) -> Encoded:
+                    channels: int) -> Encoded:
     """Displace train image ``input_id`` with the bank patch ``noise`` and write it as ``out_id``
-    (docs/method.md section 3). ``pack``: its row also carries its HDF5 chunks (:data:`PACKED`)."""
+    (docs/method.md section 3)."""
     imageio.check_channels(channels)
     source = source_pixels(place.src, input_id)
     assert place.bank is not None, "a displacement job needs the noise bank"
@@ -126,8 +126,6 @@ def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: N
            "channels": str(channels)}
     base = encoded(image, source.mask, source.targets, {**row, SUMS: gray_sums(image)}, channels)
     written = write_pair(place.out, out_id, base.image_png.png(), base.mask_png.png(), base.row)
-    if pack:
-        written[PACKED] = packed_written(out_id, image, base.image_png, base.mask_png)
     return dataclasses.replace(base, row=written)
 
 
@@ -142,11 +140,10 @@ def write_negatives(place: Place, base: Encoded, s: int, channels: int, pack: bo
     ``pack``: each row also carries its HDF5 chunks (:data:`PACKED`)."""
     imageio.check_channels(channels)
     group, mask_bytes = base.row["group"], base.mask_png.png()
-    base_row = {k: v for k, v in base.row.items() if k != PACKED}
     rows = []
     for neg in negatives(base.image, base.mask, list(base.targets), s):
         y0, y1, x0, x1 = neg.y0, neg.y0 + s, neg.x0, neg.x0 + s
-        neg_row = {**base_row, "kind": "negative", "target": str(neg.target.label), "cy": str(neg.target.cy),
+        neg_row = {**base.row, "kind": "negative", "target": str(neg.target.label), "cy": str(neg.target.cy),
                    "cx": str(neg.target.cx), "s": str(s), "k": str(neg.k)}
         image_png = pngbands.changed(base.image_png, imageio.image_pixels(neg.image, channels), y0, y1)
         same_mask = np.array_equal(neg.mask[y0:y1, x0:x1], base.mask[y0:y1, x0:x1])

@@ -323,7 +323,6 @@ def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False,
     Every image is checked against the SHA-256 of ``manifest.csv``. ``out_file`` appears (or is
     replaced) only once the file is complete. Returns the file, image counts, size and seconds.
     """
-    _complete_build(Dataset(Path(root), split))  # refused before the file is created
     writer = H5Writer(out_file)
     try:
         return writer.finish(root, split, progress, n_jobs)

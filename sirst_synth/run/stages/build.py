@@ -19,7 +19,7 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.pack import H5Writer, pack_written_files
+from sirst_synth.run.pack import H5Writer, pack_written_files, packed_written
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
@@ -44,8 +44,11 @@ class BuildJob(DisplaceJob):
 
     def run(self, place: Place) -> list[Row]:
         base = write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
-                               self.channels, self.pack)
-        return [base.row, *write_negatives(place, base, self.s, self.channels, self.pack)]
+                               self.channels)
+        negatives = write_negatives(place, base, self.s, self.channels, self.pack)
+        if not self.pack:
+            return [base.row, *negatives]
+        return [{**base.row, PACKED: packed_written(self.out_id, base.image, base.image_png, base.mask_png)}, *negatives]
 
 
 @dataclass
