@@ -50,6 +50,9 @@ class CopyJob:
     row: Row
     #: the scan's gray sums of a train image (:data:`SUMS`), carried to the row
     sums: ImageSums | None = None
+    #: the scan's hashes of the source files (what :func:`recorded_copy` records)
+    sha256_image: str = ""
+    sha256_mask: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,14 @@ def run_copy(job: CopyJob, place: Place) -> list[Row]:
     mask = imageio.read_bytes(place.src.mask_path(job.id))
     row = job.row if job.sums is None else {**job.row, SUMS: job.sums}
     return [write_pair(place.out, job.row.get("id") or job.id, image, mask, row)]  # the row's id: flat
+
+
+def recorded_copy(job: CopyJob, place: Place) -> list[Row]:
+    """The row :func:`run_copy` returns, from the scan's hashes, without writing the files: for an
+    output that keeps the originals elsewhere (``build --format h5`` stores them in its file)."""
+    row = job.row if job.sums is None else {**job.row, SUMS: job.sums}
+    return [{**row, "id": job.row.get("id") or job.id, "sha256_image": job.sha256_image,
+             "sha256_mask": job.sha256_mask}]
 
 
 class Job(Protocol):

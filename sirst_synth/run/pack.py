@@ -99,21 +99,25 @@ def _scanlines(rows: np.ndarray, filter_type: int) -> bytes:
     return _deflate(lines.tobytes())
 
 
-def _image_chunk(image: np.ndarray) -> tuple[int, tuple[int, int], bytes]:
+def _image_chunk(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[int, tuple[int, int], bytes]:
     """(layout, shape, chunk) of a decoded uint8 (H, W) or (H, W, 3) image: Up-filtered and
-    deflated, an R=G=B image as its one channel (:data:`GRAY_AS_RGB`)."""
-    layout = GRAY
-    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
-        image, layout = np.ascontiguousarray(image[..., 0]), GRAY_AS_RGB
-    elif image.ndim == 3:
-        layout = RGB
+    deflated, an R=G=B image as its one channel (:data:`GRAY_AS_RGB`). ``gray``: the image's
+    :func:`~sirst_synth.store.imageio.method_gray` when already computed (uint8 exactly when the
+    image is gray or R=G=B)."""
+    if image.ndim == 2:
+        layout = GRAY
+    else:
+        gray = imageio.method_gray(image) if gray is None else gray
+        layout = GRAY_AS_RGB if gray.dtype == np.uint8 else RGB
+        image = gray if layout == GRAY_AS_RGB else image
     rows = image.reshape(image.shape[0], -1)
     return layout, (rows.shape[0], rows.shape[1] + 1), _scanlines(up_filter(rows), UP)
 
 
-def packed_pixels(id_: str, image: np.ndarray, mask: np.ndarray) -> Packed:
-    """The stored form of a decoded image (uint8 (H, W) or (H, W, 3)) and its (H, W) mask (unfiltered)."""
-    layout, shape, chunk = _image_chunk(image)
+def packed_pixels(id_: str, image: np.ndarray, mask: np.ndarray, gray: np.ndarray | None = None) -> Packed:
+    """The stored form of a decoded image (uint8 (H, W) or (H, W, 3)) and its (H, W) mask
+    (unfiltered); ``gray``: as for :func:`_image_chunk`."""
+    layout, shape, chunk = _image_chunk(image, gray)
     return Packed(id_, shape, chunk, (mask.shape[0], mask.shape[1] + 1), _scanlines(mask, NONE), layout)
 
 
@@ -269,7 +273,7 @@ class H5Writer:
         extra = next((id_ for id_ in self._layouts if id_ not in rows), None)
         if extra is not None:
             raise DatasetError(f"{ds.manifest_path}: has no row for image {extra!r} written to {self.out_file}")
-        missing = [job for job in _pack_jobs(ds, rows) if job.id not in self._layouts]
+        missing = _pack_jobs(ds, {id_: row for id_, row in rows.items() if id_ not in self._layouts})
         order = _interleaved(missing)
         for packed in _blocks([missing[i] for i in order], n_jobs, progress):
             self.add(packed)

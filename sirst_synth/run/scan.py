@@ -113,11 +113,12 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         job.id, job.part, h, w, channels, len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
-    packed = packed_pixels(flat_name(job.id), image, mask) if job.pack and image is not None else None
+    # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
+    gray = imageio.method_gray(image) if image is not None and (job.part == "train" or job.pack) else None
+    packed = packed_pixels(flat_name(job.id), image, mask, gray) if job.pack and image is not None else None
     if job.part != "train":
         return record, None, [], [], packed
-    assert image is not None
-    gray = imageio.method_gray(image)  # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
+    assert image is not None and gray is not None
     record = dataclasses.replace(record, gray_sums=gray_sums(gray))
     keep_source(ds, job.id, gray, mask, targets)
     if not job.sample:

@@ -9,7 +9,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from sirst_synth.method.noise import NoiseRegion
-from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, remove_outputs, run_copy, run_job
+from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, recorded_copy, remove_outputs, run_copy, run_job
 from sirst_synth.run.stages.build import BuildJob
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import NegateJob
@@ -65,6 +65,18 @@ def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
     assert (out / "masks" / "a.png").read_bytes() == (src / "masks" / "a.png").read_bytes()
     assert rows == [{**original_row("a", "train"), "sha256_image": sha(src / "images" / "a.png"),
                      "sha256_mask": sha(src / "masks" / "a.png")}]
+
+
+def test_a_recorded_copy_is_the_row_of_a_copy_without_the_files(place):
+    """``build --format h5`` keeps the originals in its file: their rows, from the scan's hashes,
+    are those copying gives, and nothing is written."""
+    src = place.src.root
+    job = CopyJob("a", original_row("a", "train"), (4, 1.0, 2.0), sha(src / "images" / "a.png"),
+                  sha(src / "masks" / "a.png"))
+    assert recorded_copy(job, place) == run_copy(CopyJob("a", original_row("a", "train"), (4, 1.0, 2.0)), place)
+    (place.out / "images" / "a.png").unlink()
+    recorded_copy(job, place)
+    assert not (place.out / "images" / "a.png").exists()
 
 
 def test_a_unit_without_noise_writes_only_the_negatives_of_each_target(place):

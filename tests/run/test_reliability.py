@@ -277,10 +277,10 @@ def test_unwritable_output_folder_is_one_clear_line(small, tmp_path):
 
 
 def _limit_file_size() -> None:
-    """In the child: writes past 384 KiB fail with EFBIG, as on a full disk (SIGXFSZ ignored).
-    The noise bank (in a temporary folder) stays under the limit; the large source image does not."""
+    """In the child: writes past 1 MiB fail with EFBIG, as on a full disk (SIGXFSZ ignored).
+    The noise bank (in a temporary folder, 0.6 MiB) stays under the limit; the large source image does not."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (384 * 1024, 384 * 1024))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
 
 
 def test_a_failed_write_is_one_clear_line_and_leaves_nothing_complete(tmp_path):
@@ -289,10 +289,10 @@ def test_a_failed_write_is_one_clear_line_and_leaves_nothing_complete(tmp_path):
     src = tmp_path / "big"
     run_cli("demo-data", src, "-n", "8")
     # a large image, so that copying it is a write over the limit
-    noisy = np.random.default_rng(0).integers(0, 256, (800, 800), dtype=np.uint8)
+    noisy = np.random.default_rng(0).integers(0, 256, (1200, 1200), dtype=np.uint8)
     victim = first_train(src)
     Image.fromarray(noisy).save(src / "images" / f"{victim}.png")
-    Image.fromarray(np.zeros((800, 800), np.uint8)).save(src / "masks" / f"{victim}.png")
+    Image.fromarray(np.zeros((1200, 1200), np.uint8)).save(src / "masks" / f"{victim}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "sirst_synth", "build", "--src", str(src), "--total", "20", "-o", str(out), "-j", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limit_file_size)

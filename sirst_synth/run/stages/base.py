@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from sirst_synth import __version__
 from sirst_synth.errors import PlanError, SirstSynthError, SourceProblems
-from sirst_synth.run.jobs import CopyJob, Place, run_copy
+from sirst_synth.run.jobs import CopyJob, Place, recorded_copy, run_copy
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.lock import check_not_running, command_line, locked_folder
 from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output, train_norm
@@ -114,7 +114,7 @@ class DatasetStage(Stage):
         finally:
             self.cleanup()
         place = Place(ds, out.resolve(), bank)
-        copies = run_copies(copy_jobs(ds, sources.result), place, opts)
+        copies = run_copies(copy_jobs(ds, sources.result), place, opts, self.copies_originals())
         rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
         return finish(out, ds, sources, rows, record, self.extra_info(), start, how, opts.n_jobs)
 
@@ -135,6 +135,11 @@ class DatasetStage(Stage):
 
     def cleanup(self) -> None:
         """Remove what :meth:`prepare` left outside the output."""
+
+    def copies_originals(self) -> bool:
+        """Whether the source images are copied into the output folder (else only their rows are
+        recorded: an output that keeps them elsewhere)."""
+        return True
 
     @abstractmethod
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
@@ -168,15 +173,17 @@ def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
     for part in PARTS:
         for rec in result.records.get(part, []):
             row = manifest.get(rec.id) or {**original_row(flat_name(rec.id), part), "source_id": rec.id}
-            jobs.append(CopyJob(rec.id, {**row, "split": part}, rec.gray_sums))
+            jobs.append(CopyJob(rec.id, {**row, "split": part}, rec.gray_sums, rec.sha256_image, rec.sha256_mask))
     return jobs
 
 
-def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> Journal:
-    """Copy every source id (recorded in the ``copies`` journal); return the journal."""
+def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions, files: bool = True) -> Journal:
+    """Copy every source id (recorded in the ``copies`` journal); return the journal. ``files=False``
+    records the rows only (:func:`~sirst_synth.run.jobs.recorded_copy`, in this process)."""
     journal = Journal(state_dir(place.out) / "copies.jsonl")
     keys = [f"{job.row['split']}/{job.id}" for job in jobs]
-    for _ in run_recorded(run_copy, jobs, keys, journal, opts.n_jobs, "copying", opts.progress, place):
+    fn, n_jobs = (run_copy, opts.n_jobs) if files else (recorded_copy, 1)
+    for _ in run_recorded(fn, jobs, keys, journal, n_jobs, "copying", opts.progress, place):
         pass
     journal.close()
     return journal

@@ -104,6 +104,10 @@ class Build(DatasetStage):
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
+    def copies_originals(self) -> bool:
+        """Not into the folder of ``build --format h5``: the scan hands them to its file."""
+        return self.writer is None
+
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
         needed = self.params.total - len(sources.train)
         units = self._run_units(sources, place, needed, opts)
