@@ -21,13 +21,13 @@ from sirst_synth.method.displace import displace
 from sirst_synth.method.negatives import negatives
 from sirst_synth.method.targets import Target
 from sirst_synth.plan.ids import negative_id
-from sirst_synth.run.pack import packed_written
+from sirst_synth.run.pack import Packed, packed_written
 from sirst_synth.run.sources import one_opencv_thread, source_pixels
 from sirst_synth.store import imageio, pngbands
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import ImageSums, gray_sums
 from sirst_synth.store.layout import image_name, mask_name
-from sirst_synth.store.manifest import PACKED, SUMS, Row
+from sirst_synth.store.manifest import SUMS, Row
 from sirst_synth.store.noisebank import cached_bank
 from sirst_synth.store.pngbands import BandedPNG
 
@@ -65,11 +65,13 @@ class NoiseDraw:
     col: int
 
 
-def write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row) -> Row:
-    """Write an image and its mask as ``id_`` (atomically); return ``row`` with the id and both hashes."""
-    root = os.fspath(out)
-    imageio.write_atomic(f"{root}/{image_name(id_)}", image_png)
-    imageio.write_atomic(f"{root}/{mask_name(id_)}", mask_png)
+def write_pair(out: Path, id_: str, image_png: bytes, mask_png: bytes, row: Row, files: bool = True) -> Row:
+    """Write an image and its mask as ``id_`` (atomically); return ``row`` with the id and both hashes.
+    ``files=False``: the row only (an output that stores the images otherwise)."""
+    if files:
+        root = os.fspath(out)
+        imageio.write_atomic(f"{root}/{image_name(id_)}", image_png)
+        imageio.write_atomic(f"{root}/{mask_name(id_)}", mask_png)
     return {**row, "id": id_, "sha256_image": imageio.sha256(image_png), "sha256_mask": imageio.sha256(mask_png)}
 
 
@@ -125,9 +127,9 @@ def encoded(image: np.ndarray, mask: np.ndarray, targets: tuple[Target, ...], ro
 
 
 def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: NoiseDraw, alpha: float, fit: str,
-                    channels: int) -> Encoded:
+                    channels: int, files: bool = True) -> Encoded:
     """Displace train image ``input_id`` with the bank patch ``noise`` and write it as ``out_id``
-    (docs/method.md section 3)."""
+    (docs/method.md section 3); ``files=False``: encode it and make its row without writing it."""
     imageio.check_channels(channels)
     source = source_pixels(place.src, input_id)
     assert place.bank is not None, "a displacement job needs the noise bank"
@@ -136,11 +138,11 @@ def write_displaced(place: Place, input_id: str, out_id: str, row: Row, noise: N
            "noise_row": str(noise.row), "noise_col": str(noise.col), "alpha": repr(alpha),
            "channels": str(channels)}
     base = encoded(image, source.mask, source.targets, {**row, SUMS: gray_sums(image)}, channels)
-    written = write_pair(place.out, out_id, base.image_png.png(), base.mask_png.png(), base.row)
+    written = write_pair(place.out, out_id, base.image_png.png(), base.mask_png.png(), base.row, files)
     return dataclasses.replace(base, row=written)
 
 
-def write_negatives(place: Place, base: Encoded, s: int, channels: int, pack: bool = False) -> list[Row]:
+def write_negatives(place: Place, base: Encoded, s: int, channels: int, packs: list[Packed] | None = None) -> list[Row]:
     """Write the distinct negatives of every target of ``base`` (docs/method.md section 4) as
     ``<group>_t<label>_k<k>``, ``group`` from its row; they inherit its row's fields (source,
     round, noise).
@@ -148,7 +150,7 @@ def write_negatives(place: Place, base: Encoded, s: int, channels: int, pack: bo
     A negative differs from ``base`` in one s x s window, so only the PNG bands of the window's
     rows are deflated again, and a mask whose window the rotation leaves unchanged is ``base``'s
     mask file. Its gray sums are ``base``'s: a rotation only moves pixels inside the window.
-    ``pack``: each row also carries its HDF5 chunks (:data:`PACKED`)."""
+    ``packs``: instead of writing the files, append each negative's HDF5 chunks to it."""
     imageio.check_channels(channels)
     group, mask_bytes = base.row["group"], base.mask_png.png()
     rows = []
@@ -160,9 +162,10 @@ def write_negatives(place: Place, base: Encoded, s: int, channels: int, pack: bo
         same_mask = np.array_equal(neg.mask[y0:y1, x0:x1], base.mask[y0:y1, x0:x1])
         mask_png = base.mask_png if same_mask else pngbands.changed(base.mask_png, neg.mask, y0, y1)
         neg_id = negative_id(group, neg.target.label, neg.k)
-        row = write_pair(place.out, neg_id, image_png.png(), mask_bytes if same_mask else mask_png.png(), neg_row)
-        if pack:
-            row[PACKED] = packed_written(neg_id, neg.image, image_png, mask_png)
+        row = write_pair(place.out, neg_id, image_png.png(), mask_bytes if same_mask else mask_png.png(), neg_row,
+                         packs is None)
+        if packs is not None:
+            packs.append(packed_written(neg_id, neg.image, image_png, mask_png))
         rows.append(row)
     return rows
 

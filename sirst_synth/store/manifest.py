@@ -16,9 +16,6 @@ Row = dict[str, Any]
 #: a row's extra key, not a column: its image's gray sums (pixels, sum, sum of squares), kept by
 #: the journal so the build's ``img_norm_cfg`` needs no second read of the images it wrote
 SUMS = "_sums"
-#: a row's extra key, not a column, never journaled: its image and mask as stored in an HDF5
-#: dataset file (:class:`sirst_synth.run.pack.Packed`), when ``build --format h5`` asks for them
-PACKED = "_packed"
 
 
 def new_row(**fields: object) -> Row:

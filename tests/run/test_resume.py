@@ -201,3 +201,27 @@ def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     before = sorted(p.name for p in tmp_path.iterdir())
     res = subprocess.run(build_cmd(src, again, *h5, "--resume"), capture_output=True, text=True)
     assert res.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_h5_staging_folder_left_complete_resumes_from_its_unit_files(src, tmp_path):
+    """A kill after the staging folder of `build --format h5` is complete, before its file is:
+    the folder holds each unit's images in one file (no PNG files of generated images), and
+    --resume writes the file from them, the same bytes as an uninterrupted build."""
+    from sirst_synth.plan.params import BuildParams
+    from sirst_synth.run.pack import H5Writer
+    from sirst_synth.run.stages.base import RunOptions
+    from sirst_synth.run.stages.build import Build
+    from sirst_synth.store.dataset import Dataset
+
+    reference = tmp_path / "reference.h5"
+    subprocess.run(build_cmd(src, reference, "--format", "h5"), check=True, capture_output=True)
+    out = tmp_path / "out.h5"
+    staging = out.with_name(out.name + ".building")
+    writer = H5Writer(out)
+    Build(BuildParams(total=int(TOTAL)), writer=writer).run(Dataset(src), staging, RunOptions(n_jobs=2))
+    writer.abort()  # the file of the killed run is lost; its folder is complete
+    assert (staging / "sirst-synth.json").is_file() and not any((staging / "images").iterdir())
+    assert any((staging / ".sirst-synth-packed").iterdir())
+    res = subprocess.run(build_cmd(src, out, "--format", "h5", "--resume"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == reference.read_bytes() and not staging.exists()

@@ -19,14 +19,15 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.pack import H5Writer, pack_written_files, packed_written
+from sirst_synth.run.pack import H5Writer, packed_written
+from sirst_synth.run.packfile import read_unit, write_unit
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import PARTS, flat_name, state_dir
-from sirst_synth.store.manifest import PACKED, Row, new_row
+from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
 log = logging.getLogger("sirst_synth")
@@ -39,16 +40,19 @@ class BuildJob(DisplaceJob):
     displaced image with windows of side ``s``."""
 
     s: int = 3
-    #: also return each image's HDF5 chunks with its row (``build --format h5``)
+    #: write the unit's images as HDF5 chunks in one file (:mod:`sirst_synth.run.packfile`), not
+    #: as PNG files (``build --format h5``)
     pack: bool = False
 
     def run(self, place: Place) -> list[Row]:
         base = write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
-                               self.channels)
-        negatives = write_negatives(place, base, self.s, self.channels, self.pack)
+                               self.channels, files=not self.pack)
         if not self.pack:
-            return [base.row, *negatives]
-        return [{**base.row, PACKED: packed_written(self.out_id, base.image, base.image_png, base.mask_png)}, *negatives]
+            return [base.row, *write_negatives(place, base, self.s, self.channels)]
+        packs = [packed_written(self.out_id, base.image, base.image_png, base.mask_png)]
+        negatives = write_negatives(place, base, self.s, self.channels, packs)
+        write_unit(place.out, self.out_id, packs)
+        return [base.row, *negatives]
 
 
 @dataclass
@@ -143,10 +147,12 @@ class Build(DatasetStage):
                                           "building", opts.progress, place):
                 room = needed - made
                 made += min(room, len(unit_rows))
-                remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
-                if self.writer is not None:
-                    for kept in unit_rows[:room]:  # in plan order, whether run now or replayed on --resume
-                        self.writer.add(kept.get(PACKED) or pack_written_files(place.out, kept))
+                if self.writer is None:
+                    remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
+                    continue
+                packs = read_unit(place.out, unit_rows[0]["group"])  # whether run now or replayed on --resume
+                for kept in unit_rows[:room]:
+                    self.writer.add(packs[kept["id"]])
         journal.close()
         return journal
 

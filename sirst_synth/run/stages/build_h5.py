@@ -1,12 +1,13 @@
 """``build --format h5``: the build written as one HDF5 file (docs/method.md section 6 and appendix 10).
 
-The PNG build is made (or resumed) in the folder ``OUT.building/``, and the file is written as it
-goes: the scan hands over every original as stored in the file, the units every generated image
-(:class:`~sirst_synth.run.pack.H5Writer`, in scan order then plan order, so any number of workers
-gives the same bytes). Images of an earlier run that ``--resume`` finishes are read back from the
-folder at their place in that order. The file is renamed into place when complete, then the
-folder removed. ``--resume`` on a finished file checks its recorded parameters and source like a
-folder's.
+The build is made (or resumed) in the folder ``OUT.building/``, and the file is written as it
+goes (:class:`~sirst_synth.run.pack.H5Writer`, in scan order then plan order, so any number of
+workers gives the same bytes): the scan hands over every original as stored in the file (the
+folder gets their manifest rows, not copies), and each unit writes its images as stored chunks
+in one file of the folder (:mod:`sirst_synth.run.packfile`) instead of PNG files, which the
+writing process adds; ``--resume`` adds the units of an earlier run from their files at their
+place in that order. The file is renamed into place when complete, then the folder removed.
+``--resume`` on a finished file checks its recorded parameters and source like a folder's.
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from sirst_synth.errors import ResumeError
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode, check_output_file
-from sirst_synth.run.pack import H5Writer
+from sirst_synth.run.pack import H5Writer, Packed
+from sirst_synth.run.packfile import read_unit, unit_path
 from sirst_synth.run.stages.base import RunOptions, Stage
 from sirst_synth.run.stages.build import Build
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import temp_files
+from sirst_synth.store.layout import KINDS, temp_files
 
 
 def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path, opts: RunOptions,
@@ -38,6 +40,21 @@ def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path,
         if completed is None:
             raise
         raise ResumeError(str(exc).replace(str(staging), str(out))) from None
+
+
+def add_generated(writer: H5Writer, staging: Path, split: str) -> None:
+    """Add the generated images of the complete folder ``staging`` from their units' files, in
+    manifest order (a run stopped after its folder was complete, before its file was). Images
+    without a unit file (a folder of PNG files) are left to :meth:`H5Writer.finish`."""
+    unit: tuple[str, dict[str, Packed]] = ("", {})
+    for id_, row in (Dataset(staging, split).manifest() or {}).items():
+        if row["kind"] not in KINDS[1:] or writer.has(id_):
+            continue
+        if unit[0] != row["group"]:  # a unit's images are consecutive rows
+            unit = (row["group"], read_unit(staging, row["group"]) if unit_path(staging, row["group"]).is_file() else {})
+        if id_ not in unit[1]:
+            return
+        writer.add(unit[1][id_])
 
 
 @dataclass
@@ -70,6 +87,8 @@ class BuildH5(Stage):
         try:
             summary = build_in_staging(self.params, ds, staging, out, opts, None, writer)
             start = time.perf_counter()
+            if summary["resumed"] == RunMode.COMPLETE:
+                add_generated(writer, staging, ds.split)
             # a complete folder too (a run stopped before its file was renamed): the file is written from it
             writer.finish(staging, ds.split, progress=opts.progress, n_jobs=opts.n_jobs)
         except BaseException:
