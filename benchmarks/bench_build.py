@@ -655,7 +655,7 @@ def bench(args: argparse.Namespace, src) -> int:
     say("start-up: sirst-synth --help x 5")
     figures["help"] = help_startup()
 
-    runs: dict[str, list] = {"build_n": [], "build_1": [], "floor": [], "io_floor": [], "build_h5": []}
+    runs: dict[str, list] = {"build_n": [], "build_1": [], "floor": [], "io_floor": [], "io_floor_1": [], "build_h5": []}
     train_ids = src.ids("train")
     memory_run = timed_build(args, work / f"build-j{n}-memory", n, args.total, "memory", memory=True)
     counts = count_outputs(work / f"build-j{n}-memory")
@@ -682,13 +682,19 @@ def bench(args: argparse.Namespace, src) -> int:
         if n != 1:
             runs["build_1"].append(timed_build(args, work / f"build-j1-{rep}", 1, args.total, f"build-j1-{rep}"))
 
+    def io_floor_1() -> None:  # the speed-up the floor itself gets from n workers: what -j 1 / -j n can reach
+        if n != 1:
+            say("I/O floor -j 1: the same work in one process")
+            runs["io_floor_1"].append(io_floor_11(args.src, train_ids, counts["generated"], 1))
+            say(f"I/O floor -j 1: {runs['io_floor_1'][-1]['seconds']:.1f} s")
+
     def build_h5(k: int) -> None:
         if not args.skip_h5:
             runs["build_h5"].append(timed_build(args, work / f"build-{k}.h5", n, args.total, f"build-h5-{k}",
                                                 "--format", "h5"))
 
     for rep in range(args.repeat):  # odd repeats run in reverse order, so drifting load hits all alike
-        steps = (build_n, io_floor_step, floor, build_1)
+        steps = (build_n, io_floor_step, floor, build_1, io_floor_1)
         for step in steps if rep % 2 == 0 else reversed(steps):
             step()
     for k in range(args.repeat):  # last: an h5 build deletes its staging folder (see the docstring)
@@ -726,6 +732,9 @@ def bench(args: argparse.Namespace, src) -> int:
         table.add(f"speed-up -j 1 / -j {n}", f"{speedup:.2f} x",
                   f">= {TARGET_SPEEDUP} x" if n == 2 else "", speedup >= TARGET_SPEEDUP if n == 2 else None)
         table.add(f"  CPU: build -j 1 / -j {n} (user+sys)", f"{build_1_cpu:.1f} / {build_cpu:.1f} s")
+        io_1_s = summary("io_floor_1", "seconds")
+        figures["io_floor_j1"] = {"seconds": io_1_s, "speedup": io_1_s / io_s, "runs": runs["io_floor_1"]}
+        table.add(f"  the I/O floor's own speed-up: -j 1 / -j {n}", f"{io_1_s:.2f} / {io_s:.2f} s = {io_1_s / io_s:.2f} x")
     table.note(f"-- build vs write floor (issue 4), -j {n} ({reps}) --")
     table.add(f"write floor -j {n}", f"{floor_s:.2f} s")
     table.add("build / write floor", f"{build_s / floor_s:.2f} x", f"<= {TARGET_FLOOR_RATIO} x",
