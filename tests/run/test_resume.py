@@ -202,6 +202,13 @@ def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     res = subprocess.run(build_cmd(src, again, *h5, "--resume"), capture_output=True, text=True)
     assert res.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == before
 
+    # a staging folder of PNG files cut short (as earlier versions made it): its units are read back from them
+    older = tmp_path / "older.h5"
+    kill_when(src, older.with_name(older.name + ".building"), round_0, 120.0, "--channels", channels)
+    res = subprocess.run(build_cmd(src, older, *h5, "--resume"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert older.read_bytes() == reference.read_bytes()
+
 
 def test_h5_staging_folder_left_complete_resumes_from_its_unit_files(src, tmp_path):
     """A kill after the staging folder of `build --format h5` is complete, before its file is:

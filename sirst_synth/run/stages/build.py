@@ -19,8 +19,8 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.pack import H5Writer, packed_written
-from sirst_synth.run.packfile import read_unit, write_unit
+from sirst_synth.run.pack import H5Writer, pack_written_files, packed_written
+from sirst_synth.run.packfile import read_unit, unit_path, write_unit
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
@@ -150,9 +150,11 @@ class Build(DatasetStage):
                 if self.writer is None:
                     remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
                     continue
-                packs = read_unit(place.out, unit_rows[0]["group"])  # whether run now or replayed on --resume
+                group = unit_rows[0]["group"]  # whether run now or replayed on --resume
+                # a unit replayed from a staging folder of PNG files (an earlier version's) has none
+                packs = read_unit(place.out, group) if unit_path(place.out, group).is_file() else None
                 for kept in unit_rows[:room]:
-                    self.writer.add(packs[kept["id"]])
+                    self.writer.add(packs[kept["id"]] if packs is not None else pack_written_files(place.out, kept))
         journal.close()
         return journal
 
