@@ -24,6 +24,7 @@ from sirst_synth.store.layout import (
     INFO_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
+    PACKED_DIR,
     PIXEL_FOLDERS,
     RUN_LOG_NAME,
     STATE_NAME,
@@ -116,7 +117,7 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             remove_temp_files(out)
             _make_pixel_folders(out)
             return RunMode.RESUMED
-    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME, STATE_NAME):
+    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME, STATE_NAME, PACKED_DIR):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)

@@ -236,7 +236,8 @@ def _blocks(jobs: list[_PackJob], n_jobs: int, progress: bool) -> Iterator[Packe
 class H5Writer:
     """One HDF5 dataset file (the format of :mod:`sirst_synth.store.h5dataset`) written as its
     pixels come: :meth:`add` stores an image and its mask, :meth:`finish` packs the ids of the
-    PNG build not added yet (in manifest order), writes the ids, split lists, manifest and record
+    finished build not added yet (from its PNG files, in manifest order), writes the ids, split
+    lists, manifest and record
     and renames the file into place; until then it is ``.OUT.<pid>.tmp`` (:meth:`abort` removes it).
 
     The datasets are laid out in the order they are added, so the same sequence of calls gives
@@ -265,8 +266,9 @@ class H5Writer:
         return id_ in self._layouts
 
     def finish(self, root: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
-        """Complete the file from the finished PNG build in ``root`` (split folder ``split``): the
-        images not added are read from it, each checked against the SHA-256 of ``manifest.csv``."""
+        """Complete the file from the finished build in ``root`` (split folder ``split``): its
+        record, lists and manifest, and the images not added yet, read from its PNG files, each
+        checked against the SHA-256 of ``manifest.csv``."""
         t0 = time.perf_counter()
         ds = Dataset(Path(root), split)
         info_text, rows, lists = _complete_build(ds)

@@ -8,7 +8,8 @@
     ROOT/.sirst-synth-partial/      the state of an unfinished build
     ROOT/.sirst-synth-lock          held while a command writes ROOT (pid and command inside)
     ROOT/.sirst-synth-runs.jsonl    the run log: one line per run (mode, seconds), not in the record
-    ROOT/.sirst-synth-packed/       build --format h5's staging folder: each unit's images as stored
+    ROOT/.sirst-synth-packed/       in the staging folder of build --format h5 only: each unit's
+                                    images as stored in the HDF5 file, one file a unit
     .<name>.<pid>.tmp               a file being written, renamed into place when complete
 
 Plain constants, path arithmetic and the id rule, no third-party import: ``verify`` and the CLI import it cheaply.
@@ -43,7 +44,7 @@ STATE_NAME = STATE_PREFIX + "-partial"
 LOCK_NAME = STATE_PREFIX + "-lock"
 #: the run log: what differs between identical runs (seconds, resumed), kept out of INFO_NAME
 RUN_LOG_NAME = STATE_PREFIX + "-runs.jsonl"
-#: the staging folder of ``build --format h5``: each unit's images as stored chunks, one file a unit
+#: in the staging folder of ``build --format h5`` only: each unit's images as stored chunks, one file a unit
 PACKED_DIR = STATE_PREFIX + "-packed"
 
 _TEMP_RE = re.compile(r"^\..+\.\d+\.tmp$")

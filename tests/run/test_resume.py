@@ -210,6 +210,37 @@ def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     assert older.read_bytes() == reference.read_bytes()
 
 
+def test_an_h5_staging_folder_is_refused_by_png_builds_and_names_a_lost_unit_file(src, tmp_path):
+    """The staging folder of `build --format h5` holds no PNG files of its images: `--layout` (which
+    builds PNG files there) refuses to resume it; a unit file lost from it is named; --force
+    starts again, unit files included."""
+    from sirst_synth.plan.params import BuildParams
+    from sirst_synth.run.pack import H5Writer
+    from sirst_synth.run.stages.base import RunOptions
+    from sirst_synth.run.stages.build import Build
+    from sirst_synth.store.dataset import Dataset
+
+    out = tmp_path / "D"  # `-o D --format h5` and `-o D --layout coco` share the staging folder D.building/
+    staging = out.with_name("D.building")
+    writer = H5Writer(out)
+    Build(BuildParams(total=int(TOTAL)), writer=writer).run(Dataset(src), staging, RunOptions(n_jobs=2))
+    writer.abort()
+    res = subprocess.run(build_cmd(src, out, "--layout", "coco", "--resume"), capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "holds a build --format h5" in res.stderr and "finish it with --format h5" in res.stderr
+    lost = sorted((staging / ".sirst-synth-packed").iterdir())[3]
+    lost.unlink()
+    res = subprocess.run(build_cmd(src, out, "--format", "h5", "--resume"), capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr == (f"error: {lost}: cannot read the unit's images (No such file or "
+                                                  "directory); use --force to start again\n")
+    assert not out.exists()
+    res = subprocess.run(build_cmd(src, out, "--format", "h5", "--force"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    reference = tmp_path / "reference.h5"
+    subprocess.run(build_cmd(src, reference, "--format", "h5"), check=True, capture_output=True)
+    assert out.read_bytes() == reference.read_bytes() and not staging.exists()
+
+
 def test_h5_staging_folder_left_complete_resumes_from_its_unit_files(src, tmp_path):
     """A kill after the staging folder of `build --format h5` is complete, before its file is:
     the folder holds each unit's images in one file (no PNG files of generated images), and

@@ -82,7 +82,8 @@ def check_sources(result: ScanResult, opts: RunOptions) -> Sources:
 
 
 class DatasetStage(Stage):
-    """A stage that copies its source dataset into ``out`` and adds generated training images.
+    """A stage that copies its source dataset into ``out`` and adds generated training images
+    (``build --format h5`` records the originals' rows only: see :meth:`copies_originals`).
 
     :meth:`run` is the skeleton: refuse an unsafe output, check the source and plan
     (:meth:`prepare`), start or resume the output, copy every source image, run the stage's own
@@ -108,6 +109,7 @@ class DatasetStage(Stage):
             record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
                       "fingerprint": sources.result.fingerprint()}
             how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
+            self.started(out, how)
             if how is RunMode.COMPLETE:
                 return already_complete(out, completed)
             bank = self.place_bank(out)
@@ -135,6 +137,9 @@ class DatasetStage(Stage):
 
     def cleanup(self) -> None:
         """Remove what :meth:`prepare` left outside the output."""
+
+    def started(self, out: Path, how: RunMode) -> None:
+        """Check (or mark) what the stage needs of the output it starts, resumes or finds complete."""
 
     def copies_originals(self) -> bool:
         """Whether the source images are copied into the output folder (else only their rows are

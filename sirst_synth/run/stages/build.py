@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import ClassVar
 
-from sirst_synth.errors import PlanError
+from sirst_synth.errors import PlanError, ResumeError
 from sirst_synth.method.negatives import max_negatives
 from sirst_synth.plan.draws import NoiseDrawer
 from sirst_synth.plan.ids import build_id_clashes, displaced_id, refuse_clashes
@@ -19,14 +19,15 @@ from sirst_synth.plan.params import BuildParams
 from sirst_synth.plan.units import next_batch, plan_units
 from sirst_synth.run.jobs import NoiseDraw, Place, remove_outputs, run_job, write_displaced, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.pack import H5Writer, pack_written_files, packed_written
-from sirst_synth.run.packfile import read_unit, unit_path, write_unit
+from sirst_synth.run.output import RunMode, make_folder
+from sirst_synth.run.pack import H5Writer, packed_written
+from sirst_synth.run.packfile import unit_images, write_unit
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
 from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import PARTS, flat_name, state_dir
+from sirst_synth.store.layout import PACKED_DIR, PARTS, flat_name, state_dir
 from sirst_synth.store.manifest import Row, new_row
 from sirst_synth.store.noisebank import NoiseBank
 
@@ -50,9 +51,9 @@ class BuildJob(DisplaceJob):
         if not self.pack:
             return [base.row, *write_negatives(place, base, self.s, self.channels)]
         packs = [packed_written(self.out_id, base.image, base.image_png, base.mask_png)]
-        negatives = write_negatives(place, base, self.s, self.channels, packs)
-        write_unit(place.out, self.out_id, packs)
-        return [base.row, *negatives]
+        rows = [base.row, *write_negatives(place, base, self.s, self.channels, packs)]
+        write_unit(place.out, self.out_id, packs, rows)
+        return rows
 
 
 @dataclass
@@ -112,6 +113,16 @@ class Build(DatasetStage):
         """Not into the folder of ``build --format h5``: the scan hands them to its file."""
         return self.writer is None
 
+    def started(self, out: Path, how: RunMode) -> None:
+        """The staging folder of ``build --format h5`` holds its units' files (:data:`PACKED_DIR`,
+        made when it starts): its images are stored for the file only, so a build of PNG files
+        (plain, or ``--layout``) refuses to resume or reuse it."""
+        if self.writer is not None:
+            make_folder(out / PACKED_DIR)
+        elif how is not RunMode.FRESH and (out / PACKED_DIR).is_dir():
+            raise ResumeError(f"{out}: holds a build --format h5 (its images are stored for the HDF5 file only, "
+                              "not as PNG files); finish it with --format h5, or use --force to start again")
+
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
         needed = self.params.total - len(sources.train)
         units = self._run_units(sources, place, needed, opts)
@@ -150,12 +161,8 @@ class Build(DatasetStage):
                 if self.writer is None:
                     remove_outputs(place.out, [r["id"] for r in unit_rows[room:]])
                     continue
-                group = unit_rows[0]["group"]  # whether run now or replayed on --resume
-                # a unit replayed from a staging folder of PNG files (an earlier version's) has none
-                packs = read_unit(place.out, group) if unit_path(place.out, group).is_file() else None
-                for kept in unit_rows[:room]:
-                    self.writer.add(packs[kept["id"]] if packs is not None else pack_written_files(place.out, kept))
+                kept = unit_rows[:room]  # whether run now or replayed on --resume
+                for packed in unit_images(place.out, kept):
+                    self.writer.add(packed)
         journal.close()
         return journal
-
-

@@ -21,12 +21,13 @@ from sirst_synth.errors import ResumeError
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode, check_output_file
-from sirst_synth.run.pack import H5Writer, Packed
-from sirst_synth.run.packfile import read_unit, unit_path
+from sirst_synth.run.pack import H5Writer
+from sirst_synth.run.packfile import unit_images
 from sirst_synth.run.stages.base import RunOptions, Stage
 from sirst_synth.run.stages.build import Build
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import KINDS, temp_files
+from sirst_synth.store.manifest import Row
 
 
 def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path, opts: RunOptions,
@@ -43,18 +44,15 @@ def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path,
 
 
 def add_generated(writer: H5Writer, staging: Path, split: str) -> None:
-    """Add the generated images of the complete folder ``staging`` from their units' files, in
-    manifest order (a run stopped after its folder was complete, before its file was). Images
-    without a unit file (a folder of PNG files) are left to :meth:`H5Writer.finish`."""
-    unit: tuple[str, dict[str, Packed]] = ("", {})
+    """Add the generated images of the complete folder ``staging`` that are not in the file, unit
+    by unit in manifest order (a run stopped after its folder was complete, before its file was)."""
+    units: dict[str, list[Row]] = {}  # a unit's rows are consecutive, units in plan order
     for id_, row in (Dataset(staging, split).manifest() or {}).items():
-        if row["kind"] not in KINDS[1:] or writer.has(id_):
-            continue
-        if unit[0] != row["group"]:  # a unit's images are consecutive rows
-            unit = (row["group"], read_unit(staging, row["group"]) if unit_path(staging, row["group"]).is_file() else {})
-        if id_ not in unit[1]:
-            return
-        writer.add(unit[1][id_])
+        if row["kind"] in KINDS[1:] and not writer.has(id_):
+            units.setdefault(row["group"], []).append(row)
+    for rows in units.values():
+        for packed in unit_images(staging, rows):
+            writer.add(packed)
 
 
 @dataclass
