@@ -48,7 +48,7 @@ from sirst_synth.store.dataset import open_dataset  # noqa: E402
 from sirst_synth.train.data import DeviceData, Schedule, StreamData, batch_schedule, group_members, normalisation  # noqa: E402
 from sirst_synth.train.loss import group_soft_iou  # noqa: E402
 from sirst_synth.train.model import UNetAFF  # noqa: E402
-from sirst_synth.train.predict import autocast_dtype  # noqa: E402
+from sirst_synth.train.precision import Precision, resolve_precision  # noqa: E402
 
 DEFAULT_DATA = Path("/work/baseline/before/nudt")
 DEFAULT_NUDT = REPO.parent / "shared" / "datasets" / "NUDT-SIRST"
@@ -113,9 +113,10 @@ def step_time(width: int, crop: int, batch: int, device: torch.device, steps: in
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats(device)
+    precision = Precision(resolve_precision("auto", device), device)
+    precision.prepare(model)
     net = torch.compile(model) if compile_model else model
     optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
-    amp = autocast_dtype(device)
     image = torch.randn(batch, 1, crop, crop, device=device)
     mask = (torch.rand(batch, 1, crop, crop, device=device) > 0.995).float()
     slot = torch.arange(batch, device=device)
@@ -125,7 +126,7 @@ def step_time(width: int, crop: int, batch: int, device: torch.device, steps: in
     for k in range(steps + 3):
         sync(device)
         t = time.perf_counter()
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with precision.autocast():
             logits = net(image)
         loss = group_soft_iou(logits, mask, slot)
         optimizer.zero_grad(set_to_none=True)
@@ -136,7 +137,7 @@ def step_time(width: int, crop: int, batch: int, device: torch.device, steps: in
             times.append(time.perf_counter() - t)
     out = {"width": width, "crop": crop, "batch": batch, "step_s": statistics.median(times),
            "images_per_s": round(batch / statistics.median(times), 1),
-           "precision": {None: "float32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
+           "precision": precision.describe(),
            "compiled": compile_model}
     if cuda:
         out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from sirst_synth.errors import DatasetError
 #: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
 SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
+PRECISIONS = click.Choice(["auto", "fp32", "tf32", "bf16", "fp16"])
+PRECISION_HELP = ("Numeric precision: fp32, tf32, bf16, fp16 (with loss scaling); on the CPU all but fp32 are "
+                  "emulated, to measure their quality. auto: fp16 on CUDA, fp32 on the CPU "
+                  "(docs/experiment.md: bf16 trains this model worse).")
 POSITIVE = click.IntRange(min=1)
 SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
 
@@ -56,6 +61,9 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
 @click.option("--log-every", default=50, show_default=True, type=POSITIVE, help="Log the loss every N steps.")
 @click.option("--eval-every", type=POSITIVE, help="Also score the eval split every N steps [default: at the end only].")
 @click.option("--eval-images", type=POSITIVE, help="Score only the first N test images [default: all].")
+@click.option("--curve-images", type=POSITIVE,
+              help="--eval-every scores N test images spread evenly over the split; the end scores all.")
+@click.option("--precision", type=PRECISIONS, default="auto", show_default=True, help=PRECISION_HELP)
 @click.option("--save-every-min", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Write last.pt every N minutes (and at the end, and when stopped).")
 @click.option("--stop-after-min", type=click.FloatRange(min=0),
@@ -118,10 +126,11 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
 @click.option("--device", type=DEVICES, default="auto", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
+@click.option("--precision", type=PRECISIONS, default="auto", show_default=True, help=PRECISION_HELP)
 @friendly_errors
 def eval_command(
     checkpoint: str | None, pred: str | None, data: str, split: str | None, train_list: str, test_list: str,
-    part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int,
+    part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int, precision: str,
 ) -> None:
     """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
     if (checkpoint is None) == (pred is None):
@@ -134,7 +143,7 @@ def eval_command(
     ds = open_dataset(data, split, train_list, test_list)
     ids = ds.ids(part)
     if checkpoint is not None:
-        result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred)
+        result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred, precision)
     else:
         assert pred is not None
         result = _score_folder(Path(pred), ds, ids)
@@ -165,17 +174,20 @@ def _score_folder(pred_dir: Path, ds: Any, ids: list[str]) -> dict[str, float | 
 
 
 def _score_checkpoint(
-    path: str, ds: Any, ids: list[str], device_name: str, batch_size: int, save_pred: str | None
+    path: str, ds: Any, ids: list[str], device_name: str, batch_size: int, save_pred: str | None, precision: str,
 ) -> dict[str, float | int]:
     import numpy as np
 
     from sirst_synth.store import imageio
     from sirst_synth.train import checkpoint
     from sirst_synth.train.loop import resolve_device
+    from sirst_synth.train.precision import Precision, resolve_precision
     from sirst_synth.train.predict import evaluate
 
     device = resolve_device(device_name)
+    numerics = Precision(resolve_precision(precision, device), device)
     model, mean, std = checkpoint.build_model(checkpoint.load(path, device), device)
+    numerics.prepare(model)
     save = None
     if save_pred is not None:
         out = Path(save_pred)
@@ -184,4 +196,59 @@ def _score_checkpoint(
         def save(id_: str, pred: np.ndarray) -> None:
             imageio.write_atomic(out / f"{id_}.png", imageio.encode_png(pred.astype(np.uint8) * 255))
 
-    return evaluate(model, ds, ids, mean, std, device, batch_size, on_prediction=save)
+    return evaluate(model, ds, ids, mean, std, device, batch_size, on_prediction=save, precision=numerics)
+
+
+#: train options a study passes to every run (declared once, on ``train``).
+COMPARE_SHARES = ("split", "train_list", "test_list", "batch_size", "lr", "iou", "neg_loss", "device", "width",
+                  "crop", "loader", "log_every", "save_every_min", "stop_after_min", "precision", "compile_")
+
+
+@main.command("compare")
+@click.option("--arm", "arms", multiple=True, required=True, metavar="NAME=PATH",
+              help="A training set: its name and dataset (repeat; the first is the baseline). "
+                   "{seed} in PATH is replaced by each seed (one build per seed).")
+@click.option("--test", required=True, type=click.Path(), help="Dataset whose test split scores every run.")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="Seeds, comma-separated: each changes the model's initialisation and batches.")
+@click.option("--steps", required=True, type=POSITIVE, help="Optimiser steps of every run.")
+@click.option("--curve-every", type=POSITIVE, help="Score the curve subset every N steps [default: only at the end].")
+@click.option("--curve-images", default=64, show_default=True, type=POSITIVE,
+              help="Test images of the curve subset (spread evenly over the split).")
+@click.option("-j", "--jobs", default=1, show_default=True, type=POSITIVE,
+              help="Runs at once, one thread each (their results do not depend on it).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Study folder (run again with the same options to resume).")
+@click.pass_context
+@friendly_errors
+def compare_command(ctx: click.Context, arms: tuple[str, ...], test: str, seeds: str, steps: int,
+                    curve_every: int | None, curve_images: int, jobs: int, out: str, **shared: Any) -> None:
+    """Train the same model on several training sets at equal steps, several seeds; one test set.
+
+    Writes table.md, table.json (per run, per arm mean ± std, paired difference to the first arm)
+    and curves.png (mIoU and Fa against steps). Example:
+
+    \b
+        sirst-synth compare --arm real=NUDT-SIRST --arm synth=SIRST-5K \\
+            --test NUDT-SIRST --seeds 0,1,2 --steps 2000 -o study/
+    """
+    from sirst_synth.train.compare import Study, parse_arm, parse_seeds, run_study
+    from sirst_synth.train.report import write_report
+
+    options = {("compile" if name == "compile_" else name): value for name, value in shared.items()
+               if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    study = Study(arms=tuple(parse_arm(a) for a in arms), test=test, seeds=parse_seeds(seeds), steps=steps,
+                  curve_every=curve_every, curve_images=curve_images, train_options=options)
+    t = time.perf_counter()
+    done = run_study(study, out, jobs, on_report=write_report, log=click.echo)
+    summary = write_report(out)
+    click.echo(Path(out, "table.md").read_text(), nl=False)
+    finished = sum(r["done"] for r in summary["runs"])
+    state = "all runs done" if done else "stopped before the end: run the same command again to continue"
+    click.echo(f"compare: {finished}/{len(study.runs())} runs done, {state}; table.md, table.json, "
+               f"curves.png in {out} ({time.perf_counter() - t:.0f} s)", err=True)
+    if not done:
+        ctx.exit(130)
+
+
+compare_command.params.extend(p for p in train_command.params if p.name in COMPARE_SHARES)

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,54 +34,21 @@ from sirst_synth.errors import TrainError
 from sirst_synth.store.imageio import write_atomic
 from sirst_synth.store.reader import open_dataset
 from sirst_synth.train import checkpoint
+from sirst_synth.train.config import RESUME_MAY_CHANGE, TrainConfig
 from sirst_synth.train.data import DeviceData, Schedule, StreamData, batch_schedule, device_budget, group_members, normalisation, read_pair
 from sirst_synth.train.loss import group_soft_iou
 from sirst_synth.train.metrics import METRIC_NAMES
-from sirst_synth.train.model import DEFAULT_WIDTH, UNetAFF, count_parameters
-from sirst_synth.train.predict import autocast_dtype, evaluate
+from sirst_synth.train.model import UNetAFF, count_parameters
+from sirst_synth.train.precision import Precision, resolve_precision
+from sirst_synth.train.predict import evaluate
 
 #: the cosine schedule's floor.
 ETA_MIN = 1e-5
-CSV_COLUMNS = ("step", "loss", "lr", *METRIC_NAMES, "images_per_s", "seconds")
-#: options a resumed run may change; every other one is the run's own.
-RESUME_MAY_CHANGE = ("device", "workers", "loader", "log_every", "eval_every", "save_every_min",
-                     "stop_after_min", "compile")
+CSV_COLUMNS = ("step", "loss", "lr", *METRIC_NAMES, "eval_images", "images_per_s", "seconds")
 #: steps before the steady-state step time is measured (cuDNN autotuning, torch.compile).
 WARMUP_STEPS = 5
 #: eval batch size on CUDA (CPU: 8).
 CUDA_EVAL_BATCH = 32
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (the ``train`` command's options)."""
-
-    data: str
-    out: str
-    split: str | None = None  # None: 50_50 for a folder, the file's own split for an .h5 dataset
-    train_list: str = "train.txt"
-    test_list: str = "test.txt"
-    eval_data: str | None = None
-    steps: int | None = None  # None: epochs x steps_per_epoch
-    epochs: int = 1500
-    steps_per_epoch: int | None = None  # None: one pass, ceil(train images / batch size)
-    batch_size: int = 256
-    lr: float = 0.05
-    iou: str = "batch"
-    neg_loss: str = "sum"
-    device: str = "auto"
-    seed: int = 0
-    width: int = DEFAULT_WIDTH
-    crop: int = 256
-    loader: str = "auto"  # auto | device | stream
-    workers: int | None = None
-    log_every: int = 50
-    eval_every: int | None = None  # steps; None: at the end only
-    eval_images: int | None = None  # score only the first N test images (smoke)
-    save_every_min: float = 10.0
-    stop_after_min: float | None = None
-    compile: bool | None = None  # None: on CUDA only
-    smoke: bool = False
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
@@ -103,6 +70,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda: no CUDA device is available")
     return torch.device(name)
+
+
+def curve_subset(ids: list[str], n: int | None) -> list[str]:
+    """``n`` ids spread evenly over ``ids`` (first and last included); all of them when ``n`` is None or larger."""
+    if n is None or n >= len(ids):
+        return list(ids)
+    if n == 1:
+        return [ids[0]]
+    return [ids[round(i * (len(ids) - 1) / (n - 1))] for i in range(n)]
 
 
 def _json_value(value: Any) -> Any:
@@ -240,16 +216,17 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     total = total_steps(config, len(train_ids))
     schedule = Schedule(*batch_schedule(members, config.batch_size, config.seed, total), config.seed)
 
+    curve_ids = curve_subset(eval_ids, config.curve_images)
     cuda = device.type == "cuda"
-    amp = autocast_dtype(device)
-    precision = {None: "float32", torch.bfloat16: "bf16", torch.float16: "fp16 + loss scaling"}[amp]
+    numerics = Precision(resolve_precision(config.precision, device), device)
+    precision = numerics.describe()
     torch.manual_seed(config.seed)
-    model = UNetAFF(config.width).to(device)
+    model = numerics.prepare(UNetAFF(config.width).to(device))
     if cuda:
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adagrad(model.parameters(), lr=config.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=numerics.loss_scaling)
     state: dict[str, Any] = {}
     if resume:
         state = checkpoint.load(out / "last.pt", device)
@@ -299,9 +276,10 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             "eval_images": len(eval_ids), "seconds": round(seconds, 3), "eval_seconds": round(eval_seconds, 3),
             "load_seconds": round(load_seconds, 3), "seconds_per_step": timing.get("seconds_per_step"),
             "warmup_steps": WARMUP_STEPS,
-            "parameters": n_params, "device": str(device),
+            "parameters": n_params, "device": str(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
             "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
-            "precision": precision, "loader": loader, "compiled": bool(use_compile),
+            "precision": precision, "precision_name": numerics.name, "loader": loader, "compiled": bool(use_compile),
             "normalisation": {"mean": mean, "std": std},
             "best": {k: _json_value(v) for k, v in best.items()} if best else None,
             "last": {k: _json_value(v) for k, v in last_eval.items()} if last_eval else None,
@@ -311,12 +289,12 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         _write_csv(out / "log.csv", history)
         return result
 
-    def score(step: int, row: dict[str, Any]) -> None:
+    def score(step: int, row: dict[str, Any], ids: list[str]) -> None:
         nonlocal best, eval_seconds
         t = time.perf_counter()
         batch = CUDA_EVAL_BATCH if cuda else 8
-        row.update({k: v for k, v in evaluate(model, eval_ds, eval_ids, mean, std, device, batch).items()
-                    if k in METRIC_NAMES})
+        scores = evaluate(model, eval_ds, ids, mean, std, device, batch, precision=numerics)
+        row.update({k: v for k, v in scores.items() if k in METRIC_NAMES}, eval_images=len(ids))
         eval_seconds += time.perf_counter() - t
         if best is None or row["mIoU"] > best["mIoU"]:
             best = {"step": step, **{k: row[k] for k in METRIC_NAMES}}
@@ -342,7 +320,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 group["lr"] = lr
             if cuda:
                 image = image.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            with numerics.autocast():
                 logits = net(image)
             loss = group_soft_iou(logits, mask, slot, config.iou, config.neg_loss)
             optimizer.zero_grad(set_to_none=True)
@@ -361,14 +339,16 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 row.update(loss=loss_sum.item() / n, lr=lr, images_per_s=n * config.batch_size / (now - t_log))
                 loss_sum.zero_()
                 t_log, step_of_log = time.perf_counter(), step
-            if (config.eval_every and step % config.eval_every == 0) or step == total:
-                score(step, row)
+            if deadline is not None and now > deadline and step < total:
+                stopped = f"--stop-after-min {config.stop_after_min:g}"
+            if step == total or stopped:  # a time-guard stop is scored too, on every eval image
+                score(step, row, eval_ids)
+            elif config.eval_every and step % config.eval_every == 0:
+                score(step, row, curve_ids)
             if row:
                 seconds = train_seconds(time.perf_counter())
                 history.append({"step": step, **row, "seconds": round(seconds, 3)})
                 log(_format_row(history[-1], total))
-            if deadline is not None and now > deadline and step < total:
-                stopped = f"--stop-after-min {config.stop_after_min:g}"
             if flag.signal is not None:
                 stopped = signal.Signals(flag.signal).name
             if stopped or step == total or now - t_save > config.save_every_min * 60:

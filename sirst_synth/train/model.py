@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_WIDTH = 32
+from sirst_synth.train.config import DEFAULT_WIDTH
+
 #: hidden layer of the channel-attention MLP = channels // REDUCTION (at least 1).
 REDUCTION = 16
 #: down-samplings: input sides must be multiples of 2 ** DEPTH.

@@ -1,8 +1,8 @@
 """Inference on whole images of any size: normalise, pad to a multiple of 32, crop back.
 
 Images of the same padded size run together; the threshold (logit > 0, i.e. sigmoid > 0.5) is
-applied on the device and each batch comes back to the host once, as booleans. On CUDA the
-forward pass runs in bf16 autocast (fp16 where bf16 is not supported).
+applied on the device and each batch comes back to the host once, as booleans. The forward pass
+runs in the given :class:`~sirst_synth.train.precision.Precision` (fp32 by default).
 """
 from __future__ import annotations
 
@@ -15,22 +15,16 @@ from sirst_synth.errors import DatasetError
 from sirst_synth.store.reader import DatasetReader
 from sirst_synth.train.augment import pad_to_multiple
 from sirst_synth.train.metrics import Scores
+from sirst_synth.train.precision import Precision
 
 #: test images are padded (bottom, right, with the mean) to a multiple of this.
 PAD_MULTIPLE = 32
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype on ``device``: bf16 where CUDA supports it, else fp16; None on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 @torch.no_grad()
 def predict(
     model: torch.nn.Module, ds: DatasetReader, ids: Sequence[str], mean: float, std: float,
-    device: torch.device, batch_size: int = 8,
+    device: torch.device, batch_size: int = 8, precision: Precision | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(id, boolean prediction (H, W))`` for each id, in order (sigmoid > 0.5).
 
@@ -38,7 +32,7 @@ def predict(
     """
     was_training = model.training
     model.eval()
-    amp_dtype = autocast_dtype(device)
+    precision = precision or Precision("fp32", device)
     channels_last = device.type == "cuda"
     pending: list[tuple[str, tuple[int, int], np.ndarray]] = []
 
@@ -46,7 +40,7 @@ def predict(
         batch = torch.from_numpy(np.stack([p[2] for p in pending]))[:, None].to(device)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with precision.autocast():
             preds = (model(batch)[:, 0] > 0).cpu().numpy()  # logit > 0: sigmoid > 0.5
         for (id_, (h, w), _), out in zip(pending, preds):
             yield id_, out[:h, :w]
@@ -68,14 +62,14 @@ def predict(
 def evaluate(
     model: torch.nn.Module, ds: DatasetReader, ids: Sequence[str], mean: float, std: float,
     device: torch.device, batch_size: int = 8,
-    on_prediction: Callable[[str, np.ndarray], None] | None = None,
+    on_prediction: Callable[[str, np.ndarray], None] | None = None, precision: Precision | None = None,
 ) -> dict[str, float | int]:
     """Scores of ``model`` on ``ids`` of ``ds`` (see :mod:`sirst_synth.train.metrics`).
 
     ``on_prediction(id, mask)``, when given, receives each boolean prediction (e.g. to save it).
     """
     scores = Scores()
-    for id_, pred in predict(model, ds, ids, mean, std, device, batch_size):
+    for id_, pred in predict(model, ds, ids, mean, std, device, batch_size, precision):
         if on_prediction is not None:
             on_prediction(id_, pred)
         try:

@@ -340,12 +340,13 @@ def test_resume_continues_exactly_after_a_time_limit(tmp_path: Path) -> None:
     full = train(tiny_config(data, tmp_path / "full", steps=6, iou="sample"), log=quiet)
     cut = train(tiny_config(data, tmp_path / "cut", steps=6, iou="sample", stop_after_min=0), log=quiet)
     assert cut["stopped"] == "--stop-after-min 0" and cut["step"] == 1 and not cut["done"]
+    assert cut["last"]["step"] == 1 and cut["last"]["mIoU"] is not None  # a time-guard stop is scored
     assert checkpoint.load(tmp_path / "cut" / "last.pt")["step"] == 1
     resumed = train(tiny_config(data, tmp_path / "cut", steps=6, iou="sample"), resume=True, log=quiet)
     assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "cut" / "last.pt"))
     assert resumed["step"] == full["step"] == 6 and resumed["done"]
     with open(tmp_path / "cut" / "log.csv", newline="") as fh:
-        assert [r["step"] for r in csv.DictReader(fh)] == ["2", "4", "6"]
+        assert [r["step"] for r in csv.DictReader(fh)] == ["1", "2", "4", "6"]
 
 
 def test_sigterm_saves_and_stops_between_steps(tmp_path: Path) -> None:
