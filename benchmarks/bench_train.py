@@ -12,9 +12,8 @@ In one run, on the machine it runs on, it measures:
   image by image, as the trainer did before; 0 workers on CPU, 8 on CUDA), in images/s;
 - one training step (forward, backward, Adagrad) at ``--width``, ``--crop``, ``--batch`` with
   batches already on the device, and the ratio of a device-resident batch to a step (target < 5 %);
-- on CUDA with ``--paper``: a step at width 32, batch 256, crop 256 (bf16, channels_last), its peak
-  memory, and the projected time of ``examples/experiment.sh`` (two runs of the preset's steps and of
-  the paper's 4500);
+- on CUDA with ``--paper``: a step at width 32, batch 256, crop 256 (the CUDA default precision, channels_last), its peak
+  memory, and the steps of one 7-minute run at that step time (and the time of the paper's 4500);
 - with ``--ref-code DIR`` (a checkout of the trainer before issue 10, e.g. ``git archive 10150cd``):
   the ``train`` command of both trainers, run-A settings (width 8, crop 256, batch 4 on NUDT-SIRST,
   CPU), ``--ref-steps`` steps, alternated ``--ref-repeats`` times, medians: seconds per step over the
@@ -54,7 +53,7 @@ DEFAULT_DATA = Path("/work/baseline/before/nudt")
 DEFAULT_NUDT = REPO.parent / "shared" / "datasets" / "NUDT-SIRST"
 TARGET_BATCH_SHARE = 0.05  # a device-resident batch in < 5 % of a step
 PAPER_STEPS = 4500         # 1500 epochs x 3 steps at batch 256 on NUDT-SIRST
-PRESET_RUN_MINUTES = 7     # examples/experiment.sh's RUN_MINUTES
+PRESET_RUN_MINUTES = 7     # one run of a few minutes, as examples/gpu_check.sh plans them
 
 
 def sync(device: torch.device) -> None:
