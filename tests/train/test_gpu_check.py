@@ -9,8 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import REPO
 from sirst_synth.cli import main
+
+from conftest import REPO
 
 SCRIPT = REPO / "examples" / "gpu_check.sh"
 

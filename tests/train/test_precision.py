@@ -11,6 +11,7 @@ from sirst_synth.cli import main
 from sirst_synth.train.loop import TrainConfig, train
 from sirst_synth.train.model import UNetAFF
 from sirst_synth.train.precision import CUDA_DEFAULT, PRECISIONS, Precision, resolve_precision, round_tf32, round_to
+
 from train_fixtures import blob_dataset
 
 CPU = torch.device("cpu")
