@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,15 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from sirst_synth.cli.app import friendly_errors, main
+from sirst_synth.cli.app import friendly_errors, main, settings
 from sirst_synth.errors import DatasetError
 
 #: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
 SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 PRECISIONS = click.Choice(["auto", "fp32", "tf32", "bf16", "fp16"])
+THREADS_HELP = ("torch's CPU threads [default: the cores the load average leaves idle, at least 1; "
+                "OMP_NUM_THREADS when set].")
 PRECISION_HELP = ("Numeric precision: fp32, tf32, bf16, fp16 (with loss scaling); on the CPU all but fp32 are "
                   "emulated, to measure their quality. auto: fp16 on CUDA, fp32 on the CPU "
                   "(docs/experiment.md: bf16 trains this model worse).")
@@ -70,6 +73,7 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
               help="Save and stop after N minutes of this command; continue with --resume.")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the model [default: on CUDA, off on CPU].")
+@click.option("--threads", type=POSITIVE, help=THREADS_HELP)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt.")
 @click.option("--smoke", is_flag=True,
@@ -127,10 +131,12 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
 @click.option("--precision", type=PRECISIONS, default="auto", show_default=True, help=PRECISION_HELP)
+@click.option("--threads", type=POSITIVE, help=THREADS_HELP)
 @friendly_errors
 def eval_command(
     checkpoint: str | None, pred: str | None, data: str, split: str | None, train_list: str, test_list: str,
     part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int, precision: str,
+    threads: int | None,
 ) -> None:
     """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
     if (checkpoint is None) == (pred is None):
@@ -140,21 +146,31 @@ def eval_command(
     from sirst_synth.store.reader import open_dataset
     from sirst_synth.train.metrics import format_table
 
+    t = time.perf_counter()
     ds = open_dataset(data, split, train_list, test_list)
     ids = ds.ids(part)
-    if checkpoint is not None:
-        result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred, precision)
-    else:
-        assert pred is not None
-        result = _score_folder(Path(pred), ds, ids)
+    flags = settings()
+    with click.progressbar(length=len(ids), label="scoring", file=sys.stderr, hidden=not flags.progress) as bar:
+        if checkpoint is not None:
+            from sirst_synth.train.threads import apply_threads
+
+            if not flags.quiet:
+                click.echo(f"eval: {apply_threads(threads)}", err=True)
+            result = _score_checkpoint(checkpoint, ds, ids, device, batch_size, save_pred, precision, bar.update)
+        else:
+            assert pred is not None
+            result = _score_folder(Path(pred), ds, ids, bar.update)
     if as_json:
         click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}))
     else:
         click.echo(f"{checkpoint or pred} on {data} ({ds.split}/{part})")
         click.echo(format_table(result))
+    if not flags.quiet:
+        click.echo(f"eval: {len(ids)} images, {result['targets']} targets of {data} ({ds.split}/{part}) scored "
+                   f"in {time.perf_counter() - t:.1f} s", err=True)
 
 
-def _score_folder(pred_dir: Path, ds: Any, ids: list[str]) -> dict[str, float | int]:
+def _score_folder(pred_dir: Path, ds: Any, ids: list[str], advance: Any) -> dict[str, float | int]:
     from sirst_synth.store import imageio
     from sirst_synth.train.metrics import Scores, from_png_mask
 
@@ -170,11 +186,13 @@ def _score_folder(pred_dir: Path, ds: Any, ids: list[str]) -> dict[str, float | 
         if pred.shape != gt.shape:
             raise DatasetError(f"{path}: size {pred.shape} differs from the mask of id {id_} {gt.shape}")
         scores.update(pred, gt)
+        advance(1)
     return scores.result()
 
 
 def _score_checkpoint(
     path: str, ds: Any, ids: list[str], device_name: str, batch_size: int, save_pred: str | None, precision: str,
+    advance: Any,
 ) -> dict[str, float | int]:
     import numpy as np
 
@@ -188,13 +206,14 @@ def _score_checkpoint(
     numerics = Precision(resolve_precision(precision, device), device)
     model, mean, std = checkpoint.build_model(checkpoint.load(path, device), device)
     numerics.prepare(model)
-    save = None
-    if save_pred is not None:
-        out = Path(save_pred)
+    out = Path(save_pred) if save_pred is not None else None
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-        def save(id_: str, pred: np.ndarray) -> None:
+    def save(id_: str, pred: np.ndarray) -> None:
+        if out is not None:
             imageio.write_atomic(out / f"{id_}.png", imageio.encode_png(pred.astype(np.uint8) * 255))
+        advance(1)
 
     return evaluate(model, ds, ids, mean, std, device, batch_size, on_prediction=save, precision=numerics)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 DEFAULT_WIDTH = 32
 #: options a resumed run may change; every other one is the run's own.
 RESUME_MAY_CHANGE = ("device", "workers", "loader", "log_every", "eval_every", "save_every_min",
-                     "stop_after_min", "compile")
+                     "stop_after_min", "compile", "threads")
 
 
 @dataclass(frozen=True)
@@ -44,4 +44,5 @@ class TrainConfig:
     save_every_min: float = 10.0
     stop_after_min: float | None = None
     compile: bool | None = None  # None: on CUDA only
+    threads: int | None = None  # torch's CPU threads; None: threads.choose_threads
     smoke: bool = False

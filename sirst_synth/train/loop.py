@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from sirst_synth.train.metrics import METRIC_NAMES
 from sirst_synth.train.model import UNetAFF, count_parameters
 from sirst_synth.train.precision import Precision, resolve_precision
 from sirst_synth.train.predict import evaluate
+from sirst_synth.train.threads import apply_threads
 
 #: the cosine schedule's floor.
 ETA_MIN = 1e-5
@@ -199,176 +200,239 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = click.echo) -> dict[str, Any]:
-    """Train (or resume) a run as ``config`` says; return the summary written to ``metrics.json``."""
-    out = Path(config.out)
-    prepare_output(out, resume)
-    device = resolve_device(config.device)
-    lists = (config.split, config.train_list, config.test_list)
-    ds = open_dataset(config.data, *lists)
-    eval_ds = open_dataset(config.eval_data, *lists) if config.eval_data else ds
-    train_ids, eval_ids = ds.ids("train"), eval_ds.ids("test")
-    if not train_ids:
-        raise TrainError(f"{ds.split_file('train')}: no training id")
-    if config.eval_images is not None:
-        eval_ids = eval_ids[:config.eval_images]
-    members = group_members(train_ids, ds.groups() if config.neg_loss != "none" else None)
-    total = total_steps(config, len(train_ids))
-    schedule = Schedule(*batch_schedule(members, config.batch_size, config.seed, total), config.seed)
+@dataclass
+class _Clock:
+    """The run's time: training seconds (scoring left out), scoring seconds, the warm step time."""
 
-    curve_ids = curve_subset(eval_ids, config.curve_images)
-    cuda = device.type == "cuda"
-    numerics = Precision(resolve_precision(config.precision, device), device)
-    precision = numerics.describe()
-    torch.manual_seed(config.seed)
-    model = numerics.prepare(UNetAFF(config.width).to(device))
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.Adagrad(model.parameters(), lr=config.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=numerics.loss_scaling)
-    state: dict[str, Any] = {}
-    if resume:
-        state = checkpoint.load(out / "last.pt", device)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-    start, history, best = state.get("step", 0), list(state.get("history", [])), state.get("best")
-    seconds, eval_seconds = state.get("seconds", 0.0), state.get("eval_seconds", 0.0)
+    seconds: float = 0.0
+    eval_seconds: float = 0.0
+    seconds_per_step: float | None = None
+    begin: float = field(default_factory=time.perf_counter)
+    seconds_at_start: float = 0.0
+    eval_at_start: float = 0.0
+    warm: tuple[float, int, float] | None = None  # (time, step, eval seconds) once warm
 
-    n_params = count_parameters(model)
-    log(f"model: U-Net + AFF, width {config.width}, {n_params:,} parameters ({n_params / 1e6:.2f} M)")
-    if start >= total and (out / "metrics.json").is_file():
-        log(f"{out}: all {total} steps are done")
-        return json.loads((out / "metrics.json").read_text())
-    t_load = time.perf_counter()
-    data, loader = _load_data(config, ds, train_ids, device, log)
-    if resume:  # the run's own statistics
-        data.mean, data.std = state["normalisation"]["mean"], state["normalisation"]["std"]
-    mean, std = data.mean, data.std
-    load_seconds = time.perf_counter() - t_load
-    log(f"data: {len(train_ids)} training images in {len(members)} groups, {len(eval_ids)} eval images; "
-        f"mean {mean:.2f} std {std:.2f}; {loader} loader on {device} ({load_seconds:.1f} s); {precision}")
-    log(f"schedule: {total} steps of {config.batch_size} images (loss: --iou {config.iou}, "
-        f"--neg-loss {config.neg_loss})" + (f"; resuming after step {start}" if resume else ""))
-    if config.smoke:
-        log(f"smoke run: {total} steps, scored on {len(eval_ids)} test images; "
-            "it checks that training runs, its scores mean nothing")
+    def resume(self, seconds: float, eval_seconds: float) -> None:
+        self.seconds = self.seconds_at_start = seconds
+        self.eval_seconds = self.eval_at_start = eval_seconds
 
-    net: Any = model
-    use_compile = cuda if config.compile is None else config.compile
-    if use_compile:
-        net = torch.compile(model)
+    def train_seconds(self, now: float) -> float:
+        """Training time of the run so far: this invocation's wall time less its scoring."""
+        return self.seconds_at_start + (now - self.begin) - (self.eval_seconds - self.eval_at_start)
 
-    def save_last(step: int) -> None:
-        checkpoint.save(out / "last.pt", {
-            **checkpoint.model_state(model, mean, std), "step": step, "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "history": history, "best": best,
-            "seconds": seconds, "eval_seconds": eval_seconds, "config": asdict(config),
+    def mark_warm(self, step: int) -> None:
+        self.warm = (time.perf_counter(), step, self.eval_seconds)
+
+    def update(self, step: int) -> None:
+        """Training seconds now, and the steady step time once past the warm-up."""
+        now = time.perf_counter()
+        self.seconds = self.train_seconds(now)
+        if self.warm is not None and step > self.warm[1]:
+            busy = now - self.warm[0] - (self.eval_seconds - self.warm[2])
+            self.seconds_per_step = round(busy / (step - self.warm[1]), 5)
+
+
+class TrainingRun:
+    """One run of ``train``: its data, model, optimiser and history, and the steps that change them."""
+
+    def __init__(self, config: TrainConfig, resume: bool, log: Callable[[str], None]) -> None:
+        self.config, self.resume, self.log = config, resume, log
+        self.out = Path(config.out)
+        prepare_output(self.out, resume)
+        self.device = resolve_device(config.device)
+        self.threads = apply_threads(config.threads)
+        lists = (config.split, config.train_list, config.test_list)
+        self.ds = open_dataset(config.data, *lists)
+        self.eval_ds = open_dataset(config.eval_data, *lists) if config.eval_data else self.ds
+        self.train_ids, eval_ids = self.ds.ids("train"), self.eval_ds.ids("test")
+        if not self.train_ids:
+            raise TrainError(f"{self.ds.split_file('train')}: no training id")
+        self.eval_ids = eval_ids[:config.eval_images] if config.eval_images is not None else eval_ids
+        self.curve_ids = curve_subset(self.eval_ids, config.curve_images)
+        self.members = group_members(self.train_ids, self.ds.groups() if config.neg_loss != "none" else None)
+        self.total = total_steps(config, len(self.train_ids))
+        self.schedule = Schedule(*batch_schedule(self.members, config.batch_size, config.seed, self.total), config.seed)
+        self._build_model()
+        state = checkpoint.load(self.out / "last.pt", self.device) if resume else {}
+        if state:
+            self.model.load_state_dict(state["state_dict"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+        self.state = state
+        self.start: int = state.get("step", 0)
+        self.history: list[dict[str, Any]] = list(state.get("history", []))
+        self.best: dict[str, Any] | None = state.get("best")
+
+    def _build_model(self) -> None:
+        config, device = self.config, self.device
+        self.cuda = device.type == "cuda"
+        self.numerics = Precision(resolve_precision(config.precision, device), device)
+        torch.manual_seed(config.seed)
+        model = self.numerics.prepare(UNetAFF(config.width).to(device))
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: UNetAFF = model
+        self.optimizer = torch.optim.Adagrad(model.parameters(), lr=config.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.numerics.loss_scaling)
+        self.use_compile = self.cuda if config.compile is None else config.compile
+        self.net: Any = torch.compile(model) if self.use_compile else model
+        self.n_params = count_parameters(model)
+
+    def load_data(self) -> None:
+        """The training set on the device (or streamed), and the run's normalisation."""
+        t = time.perf_counter()
+        self.data, self.loader = _load_data(self.config, self.ds, self.train_ids, self.device, self.log)
+        if self.state:  # the run's own statistics
+            self.data.mean, self.data.std = self.state["normalisation"]["mean"], self.state["normalisation"]["std"]
+        self.mean, self.std = self.data.mean, self.data.std
+        self.load_seconds = time.perf_counter() - t
+
+    def save_last(self, step: int) -> None:
+        """``last.pt``: everything ``--resume`` needs."""
+        checkpoint.save(self.out / "last.pt", {
+            **checkpoint.model_state(self.model, self.mean, self.std), "step": step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {}, "history": self.history,
+            "best": self.best, "seconds": self.clock.seconds, "eval_seconds": self.clock.eval_seconds,
+            "config": asdict(self.config),
         })
 
-    def summary(step: int, stopped: str | None = None) -> dict[str, Any]:
-        last_eval = next((row for row in reversed(history) if row.get("mIoU") is not None), None)
+    def summary(self, step: int, stopped: str | None = None) -> dict[str, Any]:
+        """Write ``metrics.json`` and ``log.csv``; return the summary."""
+        config, clock = self.config, self.clock
+        last_eval = next((row for row in reversed(self.history) if row.get("mIoU") is not None), None)
         result = {
-            "done": step >= total, "step": step, "steps": total, "batch_size": config.batch_size,
-            "images_seen": step * config.batch_size, "train_images": len(train_ids), "groups": len(members),
-            "eval_images": len(eval_ids), "seconds": round(seconds, 3), "eval_seconds": round(eval_seconds, 3),
-            "load_seconds": round(load_seconds, 3), "seconds_per_step": timing.get("seconds_per_step"),
-            "warmup_steps": WARMUP_STEPS,
-            "parameters": n_params, "device": str(device), "torch": torch.__version__,
+            "done": step >= self.total, "step": step, "steps": self.total, "batch_size": config.batch_size,
+            "images_seen": step * config.batch_size, "train_images": len(self.train_ids),
+            "groups": len(self.members), "eval_images": len(self.eval_ids), "seconds": round(clock.seconds, 3),
+            "eval_seconds": round(clock.eval_seconds, 3), "load_seconds": round(self.load_seconds, 3),
+            "seconds_per_step": clock.seconds_per_step, "warmup_steps": WARMUP_STEPS,
+            "parameters": self.n_params, "device": str(self.device), "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
-            "precision": precision, "precision_name": numerics.name, "loader": loader, "compiled": bool(use_compile),
-            "normalisation": {"mean": mean, "std": std},
-            "best": {k: _json_value(v) for k, v in best.items()} if best else None,
+            "device_name": torch.cuda.get_device_name(self.device) if self.cuda else "cpu",
+            "precision": self.numerics.describe(), "precision_name": self.numerics.name, "loader": self.loader,
+            "compiled": bool(self.use_compile), "normalisation": {"mean": self.mean, "std": self.std},
+            "best": {k: _json_value(v) for k, v in self.best.items()} if self.best else None,
             "last": {k: _json_value(v) for k, v in last_eval.items()} if last_eval else None,
             "smoke": config.smoke, "stopped": stopped, "config": asdict(config),
         }
-        write_atomic(out / "metrics.json", (json.dumps(result, indent=2) + "\n").encode())
-        _write_csv(out / "log.csv", history)
+        write_atomic(self.out / "metrics.json", (json.dumps(result, indent=2) + "\n").encode())
+        _write_csv(self.out / "log.csv", self.history)
         return result
 
-    def score(step: int, row: dict[str, Any], ids: list[str]) -> None:
-        nonlocal best, eval_seconds
+    def score(self, step: int, row: dict[str, Any], ids: list[str]) -> None:
+        """Score ``ids`` into ``row``; keep ``best.pt`` when the mIoU is the best so far."""
         t = time.perf_counter()
-        batch = CUDA_EVAL_BATCH if cuda else 8
-        scores = evaluate(model, eval_ds, ids, mean, std, device, batch, precision=numerics)
+        batch = CUDA_EVAL_BATCH if self.cuda else 8
+        scores = evaluate(self.model, self.eval_ds, ids, self.mean, self.std, self.device, batch,
+                          precision=self.numerics)
         row.update({k: v for k, v in scores.items() if k in METRIC_NAMES}, eval_images=len(ids))
-        eval_seconds += time.perf_counter() - t
-        if best is None or row["mIoU"] > best["mIoU"]:
-            best = {"step": step, **{k: row[k] for k in METRIC_NAMES}}
-            checkpoint.save(out / "best.pt", {**checkpoint.model_state(model, mean, std), "step": step})
+        self.clock.eval_seconds += time.perf_counter() - t
+        if self.best is None or row["mIoU"] > self.best["mIoU"]:
+            self.best = {"step": step, **{k: row[k] for k in METRIC_NAMES}}
+            checkpoint.save(self.out / "best.pt", {**checkpoint.model_state(self.model, self.mean, self.std),
+                                                   "step": step})
 
-    timing: dict[str, float] = {}
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    t_log = t_save = t_begin = time.perf_counter()
-    seconds_at_start, eval_at_start, step_of_log, stopped = seconds, eval_seconds, start, None
+    def optimise(self, step: int, image: torch.Tensor, mask: torch.Tensor, slot: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimiser step at 0-based ``step``; return its loss (on the device) and learning rate."""
+        lr = cosine_lr(step, self.total, self.config.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.cuda:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with self.numerics.autocast():
+            logits = self.net(image)
+        loss = group_soft_iou(logits, mask, slot, self.config.iou, self.config.neg_loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), lr
 
-    def train_seconds(now: float) -> float:
-        """Training time of the run so far: this invocation's wall time less its scoring."""
-        return seconds_at_start + (now - t_begin) - (eval_seconds - eval_at_start)
+    def log_start(self) -> None:
+        config = self.config
+        self.log(f"data: {len(self.train_ids)} training images in {len(self.members)} groups, "
+                 f"{len(self.eval_ids)} eval images; mean {self.mean:.2f} std {self.std:.2f}; {self.loader} loader "
+                 f"on {self.device} ({self.load_seconds:.1f} s); {self.numerics.describe()}; {self.threads}")
+        self.log(f"schedule: {self.total} steps of {config.batch_size} images (loss: --iou {config.iou}, "
+                 f"--neg-loss {config.neg_loss})" + (f"; resuming after step {self.start}" if self.resume else ""))
+        if config.smoke:
+            self.log(f"smoke run: {self.total} steps, scored on {len(self.eval_ids)} test images; "
+                     "it checks that training runs, its scores mean nothing")
 
-    deadline = t_begin + config.stop_after_min * 60 if config.stop_after_min is not None else None
-    step, result = start, None
-    with _StopFlag() as flag, _progress(data.batches(schedule, config.crop, start), total - start,
-                                        "training") as batches:
-        for image, mask, slot in batches:
-            lr = cosine_lr(step, total, config.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if cuda:
-                image = image.contiguous(memory_format=torch.channels_last)
-            with numerics.autocast():
-                logits = net(image)
-            loss = group_soft_iou(logits, mask, slot, config.iou, config.neg_loss)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach()
-            step += 1
-            now = time.perf_counter()
-            if step - start == WARMUP_STEPS:
-                _sync(device)
-                timing["warm"], timing["warm_step"], timing["warm_eval"] = time.perf_counter(), step, eval_seconds
-            row: dict[str, Any] = {}
-            if step % config.log_every == 0 or step == total:
-                n = step - step_of_log
-                row.update(loss=loss_sum.item() / n, lr=lr, images_per_s=n * config.batch_size / (now - t_log))
-                loss_sum.zero_()
-                t_log, step_of_log = time.perf_counter(), step
-            if deadline is not None and now > deadline and step < total:
-                stopped = f"--stop-after-min {config.stop_after_min:g}"
-            if step == total or stopped:  # a time-guard stop is scored too, on every eval image
-                score(step, row, eval_ids)
-            elif config.eval_every and step % config.eval_every == 0:
-                score(step, row, curve_ids)
-            if row:
-                seconds = train_seconds(time.perf_counter())
-                history.append({"step": step, **row, "seconds": round(seconds, 3)})
-                log(_format_row(history[-1], total))
-            if flag.signal is not None:
-                stopped = signal.Signals(flag.signal).name
-            if stopped or step == total or now - t_save > config.save_every_min * 60:
-                _sync(device)
-                seconds = train_seconds(time.perf_counter())
-                if "warm" in timing and step > timing["warm_step"]:
-                    busy = time.perf_counter() - timing["warm"] - (eval_seconds - timing["warm_eval"])
-                    timing["seconds_per_step"] = round(busy / (step - timing["warm_step"]), 5)
-                save_last(step)
-                result = summary(step, stopped)
-                t_save = time.perf_counter()
-            if stopped:
-                break
-    if result is None:  # nothing left to run (a last.pt of the final step without its metrics.json)
-        result = summary(step)
-    if stopped:
-        log(f"stopped after step {step}/{total} ({stopped}); last.pt saved: continue with --resume")
-    elif config.smoke:
-        log("smoke run done: the scores above mean nothing (a few steps of a tiny model)")
-    return result
+    def execute(self) -> dict[str, Any]:
+        """Run the steps left; return the summary written to ``metrics.json``."""
+        self.log(f"model: U-Net + AFF, width {self.config.width}, {self.n_params:,} parameters "
+                 f"({self.n_params / 1e6:.2f} M)")
+        if self.start >= self.total and (self.out / "metrics.json").is_file():
+            self.log(f"{self.out}: all {self.total} steps are done")
+            return dict(json.loads((self.out / "metrics.json").read_text()))
+        self.load_data()
+        self.log_start()
+        self.clock = _Clock()
+        self.clock.resume(self.state.get("seconds", 0.0), self.state.get("eval_seconds", 0.0))
+        step, stopped, result = self._steps()
+        if result is None:  # nothing left to run (a last.pt of the final step without its metrics.json)
+            result = self.summary(step)
+        if stopped:
+            self.log(f"stopped after step {step}/{self.total} ({stopped}); last.pt saved: continue with --resume")
+        elif self.config.smoke:
+            self.log("smoke run done: the scores above mean nothing (a few steps of a tiny model)")
+        return result
+
+    def _steps(self) -> tuple[int, str | None, dict[str, Any] | None]:
+        config, clock, total = self.config, self.clock, self.total
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        t_log = t_save = clock.begin
+        step = step_of_log = self.start
+        stopped: str | None = None
+        result = None
+        deadline = clock.begin + config.stop_after_min * 60 if config.stop_after_min is not None else None
+        with _StopFlag() as flag, _progress(self.data.batches(self.schedule, config.crop, self.start),
+                                            total - self.start, "training") as batches:
+            for image, mask, slot in batches:
+                loss, lr = self.optimise(step, image, mask, slot)
+                loss_sum += loss
+                step += 1
+                now = time.perf_counter()
+                if step - self.start == WARMUP_STEPS:
+                    _sync(self.device)
+                    clock.mark_warm(step)
+                row: dict[str, Any] = {}
+                if step % config.log_every == 0 or step == total:
+                    n = step - step_of_log
+                    row.update(loss=loss_sum.item() / n, lr=lr, images_per_s=n * config.batch_size / (now - t_log))
+                    loss_sum.zero_()
+                    t_log, step_of_log = time.perf_counter(), step
+                if deadline is not None and now > deadline and step < total:
+                    stopped = f"--stop-after-min {config.stop_after_min:g}"
+                if step == total or stopped:  # a time-guard stop is scored too, on every eval image
+                    self.score(step, row, self.eval_ids)
+                elif config.eval_every and step % config.eval_every == 0:
+                    self.score(step, row, self.curve_ids)
+                if row:
+                    clock.seconds = clock.train_seconds(time.perf_counter())
+                    self.history.append({"step": step, **row, "seconds": round(clock.seconds, 3)})
+                    self.log(_format_row(self.history[-1], total))
+                if flag.signal is not None:
+                    stopped = signal.Signals(flag.signal).name
+                if stopped or step == total or now - t_save > config.save_every_min * 60:
+                    _sync(self.device)
+                    clock.update(step)
+                    self.save_last(step)
+                    result = self.summary(step, stopped)
+                    t_save = time.perf_counter()
+                if stopped:
+                    break
+        return step, stopped, result
+
+
+def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = click.echo) -> dict[str, Any]:
+    """Train (or resume) a run as ``config`` says; return the summary written to ``metrics.json``."""
+    return TrainingRun(config, resume, log).execute()
 
 
 def _format_row(row: dict[str, Any], total: int) -> str:

@@ -153,3 +153,12 @@ def test_other_list_names(data: Path, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["images"] == 1
     code, _, output = run_eval("--pred", str(preds), "--data", str(data), "--part", "train")
     assert code == 1 and "trainval.txt" in output  # the error lists the split files found
+
+
+def test_eval_ends_with_a_summary_line_with_seconds(data: Path, tmp_path: Path) -> None:
+    preds = write_preds(tmp_path / "pred", {i: imageio.read_mask(data / "masks" / f"{i}.png") for i in ("a", "b")})
+    result = CliRunner().invoke(eval_command, ["--pred", str(preds), "--data", str(data), "--json"])
+    assert result.exit_code == 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"eval: 2 images, 3 targets of {data} (50_50/test) scored in ") and last.endswith(" s")
+    json.loads(result.stdout)  # the JSON alone on stdout
