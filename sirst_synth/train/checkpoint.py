@@ -11,10 +11,8 @@ from sirst_synth.errors import CheckpointError
 from sirst_synth.train.model import UNetAFF
 
 FORMAT = "sirst-synth-checkpoint"
-#: 2: step-based runs (``last.pt`` holds ``step``); version 1 files (epoch-based) still load for scoring.
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
-
+#: the checkpoint format's version (docs/training.md).
+VERSION = 1
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -39,8 +37,8 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[st
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sirst-synth checkpoint")
-    if state.get("version") not in READABLE_VERSIONS:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not one of {READABLE_VERSIONS}")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')}; this sirst-synth reads version {VERSION}")
     return state
 
 

@@ -151,7 +151,7 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
     """
     state = checkpoint.load(Path(out) / "last.pt")
     if "step" not in state:
-        raise TrainError(f"{Path(out) / 'last.pt'}: written by an older, epoch-based trainer; it cannot be resumed")
+        raise TrainError(f"{Path(out) / 'last.pt'}: a model checkpoint (best.pt), not a run's last.pt; it cannot be resumed")
     saved = state["config"]
     merged = {**saved, "stop_after_min": None}  # a limit of the command that was stopped, not of the run
     for name, value in given.items():

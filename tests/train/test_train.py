@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from sirst_synth.cli.train import train_command
+from sirst_synth.errors import CheckpointError
 from sirst_synth.plan.seeding import rng_for
 from sirst_synth.store.reader import open_dataset
 from sirst_synth.train import checkpoint
@@ -436,3 +437,10 @@ def test_cli_module_does_not_import_torch() -> None:
     code = "import sys, sirst_synth.cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_checkpoint_of_another_version_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION + 1}, path)
+    with pytest.raises(CheckpointError, match=f"checkpoint version {checkpoint.VERSION + 1}; this sirst-synth reads version"):
+        checkpoint.load(path)
