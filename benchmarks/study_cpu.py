@@ -39,6 +39,9 @@ REGIMES = {
     # steps: the low-data real arm sees each of its 66 images 1000 x 8 / 66 = 121 times
     "low": {"steps": 1000, "curve_every": 100},
     "full": {"steps": 3000, "curve_every": 250},
+    # the low regime's grouped arms again without the group loss (--neg-loss none: every image is its
+    # own group, batches are drawn image by image): does the data hurt, or the way groups fill a batch?
+    "low-noneg": {"steps": 1000, "curve_every": 100, "extra": ["--neg-loss", "none"]},
 }
 CURVE_IMAGES = 64
 DISPLACE_ROUNDS = 7  # 66 x (1 + 7) = 528 images, the nearest to 554 that displace alone can make
@@ -115,7 +118,8 @@ def compare(work: Path, regime: str, arms: list[str], nudt: Path, jobs: int) -> 
     spec = REGIMES[regime]
     args = ["compare", *[f"--arm={a}" for a in arms], "--test", str(nudt), "--seeds", ",".join(map(str, SEEDS)),
             "--steps", str(spec["steps"]), "--curve-every", str(spec["curve_every"]),
-            "--curve-images", str(CURVE_IMAGES), *TRAIN, "-j", str(jobs), "-o", str(work / regime)]
+            "--curve-images", str(CURVE_IMAGES), *TRAIN, *spec.get("extra", []), "-j", str(jobs),
+            "-o", str(work / regime)]
     print("$ sirst-synth " + " ".join(args), flush=True)
     done = subprocess.run([sys.executable, "-m", "sirst_synth", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
                           check=False)
@@ -169,8 +173,9 @@ def main() -> None:
             "full": [f"NUDT-SIRST={nudt}", f"SIRST-5K={data}/full-s{{seed}}"],
             "low": [f"NUDT-66={low}", f"SIRST-554={data}/low-s{{seed}}", f"displace-only={data}/disp-s{{seed}}",
                     f"negatives-only={data}/neg-66", f"fit-tile={data}/tile-s{{seed}}"],
+            "low-noneg": [f"SIRST-554={data}/low-s{{seed}}", f"negatives-only={data}/neg-66"],
         }
-        for regime in args.only or ["low", "full"]:
+        for regime in args.only or list(REGIMES):
             compare(work, regime, arms[regime], nudt, args.jobs)
     collect(work)
 
