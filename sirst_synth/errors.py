@@ -97,6 +97,13 @@ class ImportProblems(SirstSynthError):
         return self.lines[:limit] + more
 
 
+# -- online transforms -----------------------------------------------------------------------------------
+
+class TransformError(SirstSynthError):
+    """An input an online transform cannot use (a colour image, a mask of another size, an image
+    smaller than the window, a noise bank holding a test image's patches)."""
+
+
 # -- inspecting -------------------------------------------------------------------------------------------
 
 class VerifyError(SirstSynthError):

@@ -68,3 +68,11 @@ def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo"
     run_cli("demo-data", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def nudt_noise(nudt: Path, tmp_path_factory) -> Path:
+    """The noise bank of NUDT-SIRST's train split (``sample-noise``, default thresholds)."""
+    out = tmp_path_factory.mktemp("noise") / "noise.h5"
+    run_cli("sample-noise", "--src", nudt, "-o", out, "-j", "2")
+    return out

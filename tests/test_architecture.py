@@ -11,8 +11,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sirst_synth"
 
 #: layer of each subpackage: a module may import its own layer and the layers below it, never above;
-#: layers of the same rank (inspect, interop, train) do not import each other.
-RANKS = {"method": 0, "store": 1, "plan": 2, "run": 3, "inspect": 4, "interop": 4, "train": 4, "cli": 5}
+#: layers of the same rank (run and transforms; inspect, interop, train) do not import each other.
+RANKS = {"method": 0, "store": 1, "plan": 2, "run": 3, "transforms": 3, "inspect": 4, "interop": 4, "train": 4,
+         "cli": 5}
 #: top-level modules: ``errors`` and the version are below everything; ``__main__`` is the CLI.
 TOP = {"sirst_synth": -1, "sirst_synth.errors": -1, "sirst_synth.__main__": 6}
 

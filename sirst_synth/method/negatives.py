@@ -56,6 +56,12 @@ def rotate_window(array: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.nda
     return out
 
 
+def changing_rotations(window: np.ndarray) -> list[int]:
+    """The rotations k of :data:`ROTATIONS` that change ``window`` (``np.rot90(window, k) != window``):
+    the others would repeat the input (a symmetric window) and are skipped."""
+    return [k for k in ROTATIONS if not np.array_equal(np.rot90(window, k, axes=(0, 1)), window)]
+
+
 def _same_image(image: np.ndarray, s: int, a: tuple[int, int, np.ndarray], b: tuple[int, int, np.ndarray]) -> bool:
     """Whether ``image`` with window ``a`` pasted equals ``image`` with window ``b`` pasted.
 
@@ -90,10 +96,8 @@ def negatives(image: np.ndarray, mask: np.ndarray, targets: list[Target], s: int
     for target in targets:
         y0, x0 = window_origin(target.cy, target.cx, s, height, width)
         window = image[y0 : y0 + s, x0 : x0 + s]
-        for k in ROTATIONS:
+        for k in changing_rotations(window):
             rotated = np.rot90(window, k, axes=(0, 1))
-            if np.array_equal(rotated, window):
-                continue
             candidate = (y0, x0, rotated)
             if any(_same_image(image, s, candidate, other) for other in kept):
                 continue
