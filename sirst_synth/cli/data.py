@@ -143,10 +143,14 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
 @click.option("--format", "fmt", type=click.Choice(["png", "h5"]), default="png", show_default=True,
               help="png: the DNANet folder layout. h5: one HDF5 file (images, masks, ids, splits, manifest), "
                    "built through the folder OUT.building/, removed once the file is complete.")
-@click.option("--layout", default="dnanet", show_default=True, type=click.Choice(LAYOUTS),
-              help="Folder layout (--format png): dnanet, or that of another trainer (as export --to writes it), "
-                   "built through the folder OUT.building/ and exported into OUT with sirst-synth.json and "
-                   "manifest.csv at its top.")
+@click.option("--layout", default=None, type=click.Choice(LAYOUTS),
+              help="Write the build in a trainer's layout, as export --to LAYOUT --name NAME -o OUT would "
+                   "(dnanet, basicirstd, points: the folder OUT/NAME/ beside the datasets OUT holds), built "
+                   "through NAME.building/ beside it, with sirst-synth.json and manifest.csv at its top. "
+                   "[default: a plain build in OUT, DNANet's layout]")
+@click.option("--name", default=None,
+              help="With --layout: the dataset's name (its folder OUT/NAME/ for dnanet, basicirstd, points) "
+                   "[default: OUT's folder name].")
 @click.option("--total", default=5562, show_default=True, type=int, callback=method_range("--total"),
               help="Training images in the output, originals included.")
 @seed_option
@@ -155,8 +159,8 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
 @noise_options
 @run_options
 @friendly_errors
-def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, total, seed, channels, fit, grid, max_var,
-              max_mean, n_jobs, backend, scheduler, skip_invalid, force, resume):
+def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, name, total, seed, channels, fit, grid,
+              max_var, max_mean, n_jobs, backend, scheduler, skip_invalid, force, resume):
     """Build the SIRST-5K training set (noise bank, displacement, negatives) from a source dataset."""
     from sirst_synth.plan.params import BuildParams, NoiseParams
     from sirst_synth.run.stages.build import Build
@@ -165,13 +169,15 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, tot
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
     params = BuildParams(alpha, s, total, seed, fit, NoiseParams(grid, max_var, max_mean), channels)
-    if fmt == "h5" and layout != "dnanet":
+    if fmt == "h5" and layout is not None:
         raise OptionValueError(f"--layout {layout} writes a folder; --format h5 writes one file: choose one")
+    if name is not None and layout is None:
+        raise OptionValueError("--name names the dataset folder of --layout; a plain build is the folder -o")
     stage: Any = Build(params) if fmt == "png" else BuildH5(params)
-    if layout != "dnanet":
+    if layout is not None:
         from sirst_synth.interop.build_layout import BuildLayout
 
-        stage = BuildLayout(layout, params)
+        stage = BuildLayout(layout, params, name)
     out = out or Path("SIRST-5K" if fmt == "png" else "SIRST-5K.h5")
     with _workers(backend, scheduler):
         result = stage.run(ds, out, opts)

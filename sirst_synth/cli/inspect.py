@@ -184,7 +184,7 @@ def verify_command(root: Path, n_jobs: int, strict: bool) -> None:
 
     flags = settings()
     report = friendly_errors(verify_report)(root, n_jobs, flags.progress)
-    for line in report.problems + report.foreign:
+    for line in report.problems + report.foreign + report.results:
         click.echo(line)
     failed = bool(report.problems) or (strict and bool(report.foreign))
     if not flags.quiet:

@@ -16,14 +16,15 @@ EXPORT_FORMATS = ("basicirstd", "coco", "dnanet", "folders", "mshnet", "points",
 
 
 @contextmanager
-def _locked_output(out: Path, src: Path, force: bool) -> Iterator[None]:
-    """Check ``out`` and hold the lock beside it (``.OUT.sirst-synth-lock``: the folder is replaced
-    whole by a rename) while the command writes it; a running command there is named and refused."""
+def _locked_output(out: Path, src: Path, force: bool, hint: str = "choose another -o") -> Iterator[None]:
+    """Check ``out`` and hold the lock beside it (``.OUT.sirst-synth-lock``: the folder is written
+    elsewhere and put in place at the end) while the command writes it; a running command there is
+    named and refused."""
     from sirst_synth.interop.staging import check_output
     from sirst_synth.run.lock import check_not_running, locked_beside
 
     check_not_running(out)
-    check_output(out, src, force)
+    check_output(out, src, force, hint)
     with locked_beside(out):
         yield
 
@@ -42,7 +43,8 @@ def _warn(line: str) -> None:
               help="Split folder for releases with one unnamed split (irstd-1k, folders) [default: released].")
 @click.option("--skip-mismatched", is_flag=True,
               help="Leave out ids whose mask size differs from the image (default: keep them unchanged, with a warning).")
-@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--force", is_flag=True,
+              help="Replace what sirst-synth wrote in a non-empty output folder (other files stay).")
 @friendly_errors
 def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, force):
     """Read a benchmark as released (FORMAT) from SRC and write it in the DNANet layout:
@@ -83,16 +85,21 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
 @dataset_options
 @click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Layout to write.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--name", default=None, help="Dataset name (basicirstd, dnanet, points: OUT/<name>/) [default: DIR's name].")
+@click.option("--name", default=None,
+              help="Dataset name (basicirstd, dnanet, points: the folder OUT/<name>/, written beside what OUT "
+                   "holds) [default: DIR's name].")
 @click.option("--copy", is_flag=True, help="Copy files instead of hard-linking them.")
-@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--force", is_flag=True,
+              help="Replace an earlier export there (only the files sirst-synth wrote; other files stay).")
 @friendly_errors
 def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, force):
-    """Write DATASET in the layout a trainer reads (FORMAT), hard-linking its files.
+    """Write DATASET in the layout a trainer reads (FORMAT), hard-linking its files. basicirstd,
+    dnanet and points add the folder OUT/<name>/ beside the datasets OUT holds (a trainer's
+    datasets/); the others write OUT.
 
     \b
     basicirstd  OUT/<name>/{images,masks}, img_idx/{train,test}_<name>.txt (also SCTransNet)
-    dnanet      OUT/<name>/{images,masks}, <split>/{train,test}.txt
+    dnanet      OUT/<name>/{images,masks}, <split>/{train,test}.txt, value_result/
     mshnet      OUT/{images,masks}, trainval.txt, test.txt
     folders     OUT/{trainval,test}/{images,masks} (SeRankDet, mmseg)
     voc         Annotations/<id>.xml, ImageSets/Main/{trainval,test}.txt, JPEGImages/<id>.png
@@ -101,19 +108,33 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     points      basicirstd + masks_centroid/, points.json, points.csv (LESPS, PAL)
     """
     from sirst_synth.errors import ExportError
-    from sirst_synth.interop.exporters import run_export
+    from sirst_synth.interop.exporters import check_name, export_target, run_export, target_hint
     from sirst_synth.interop.staging import staged_folder
 
     if dataset.is_file():
         raise ExportError(f"{dataset}: export reads a dataset folder, not a file")
-    with _locked_output(out, dataset, force):
+    name = check_name(name or dataset.resolve().name)
+    target = export_target(fmt, out, name)
+    with _locked_output(target, dataset, force, target_hint(fmt)):
         ds = _open(dataset, split, train_list, test_list)
-        with staged_folder(out) as tmp:
-            record = run_export(ds, fmt, tmp, name or dataset.resolve().name, copy)
+        with staged_folder(target) as tmp:
+            record = run_export(ds, fmt, tmp, name, copy)
     files = record["files"]
-    norm = record.get("img_norm_cfg")
-    stats = f"; train mean {norm['mean']:.4f}, std {norm['std']:.4f}" if norm else ""
     summary(f"export {fmt}: {record['train']} train / {record['test']} test ids, {files['linked']} files linked, "
-             f"{files['copied']} copied, {len(files['masks_rewritten'])} masks rewritten{stats} -> {out}")
+             f"{files['copied']} copied, {len(files['masks_rewritten'])} masks rewritten -> {target}")
+    for line in norm_lines(record):
+        summary(line)
     if settings().verbose:
-        click.echo(json.dumps(record, indent=2))
+        click.echo(json.dumps({k: v for k, v in record.items() if k != "written"}, indent=2))
+
+
+def norm_lines(record: dict) -> list[str]:
+    """The two image statistics of an export record, labelled (basicirstd, points)."""
+    pooled, per_image = record.get("img_norm_cfg"), record.get("img_norm_cfg_per_image_train_test")
+    if not pooled or not per_image:
+        return []
+    return [f"img_norm_cfg, pooled train pixels (sirst-synth's convention): mean {pooled['mean']:.4f}, "
+            f"std {pooled['std']:.4f}",
+            f"img_norm_cfg, BasicIRSTD's convention (per-image mean and std averaged over train + test): "
+            f"mean {per_image['mean']:.4f}, std {per_image['std']:.4f} "
+            f"(--img_norm_cfg_mean {per_image['mean']:.4f} --img_norm_cfg_std {per_image['std']:.4f})"]

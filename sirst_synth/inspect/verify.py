@@ -4,9 +4,12 @@ Every listed image and mask must be present, hash as recorded, decode, and pair 
 the same size; the split lists and the json's counts must equal the manifest's. No other file may
 lie in the folders the tool writes (images/, masks/, the split folder) nor anywhere under a name the
 tool uses (``.sirst-synth*``, temporary files): those fail. Files a trainer adds beside them
-(DNANet's ``value_result/``) are *foreign*: listed, one line per top-level entry, and a failure only
-with ``--strict``. Each problem is one line naming the file or id. numpy, OpenCV and Pillow are
-imported only when a check runs, so ``sirst-synth --help`` stays fast.
+(DNANet's ``value_result/`` in a plain build) are *foreign*: listed, one line per top-level entry,
+and a failure only with ``--strict``. In a folder written by ``export --to dnanet`` of a build, the
+export's record and the files it lists are the tool's, and DNANet's result folders it made
+(``value_result/``, ``visulization_result/``) are DNANet's: listed, never a failure. Each problem
+is one line naming the file or id. numpy, OpenCV and Pillow are imported only when a check runs,
+so ``sirst-synth --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from typing import Any
 
 from sirst_synth.errors import RecordError, VerifyError
 from sirst_synth.store.layout import (
+    DNANET_RESULT_FOLDERS,
+    EXPORT_RECORD_NAME,
     INFO_NAME,
     KINDS,
     LOCK_NAME,
@@ -53,6 +58,8 @@ class Report:
     images: int = 0
     #: entries the tool never writes (a trainer's files), one line per top-level entry
     foreign: list[str] = field(default_factory=list)
+    #: the result folders of DNANet that ``export --to dnanet`` made, with what DNANet wrote there
+    results: list[str] = field(default_factory=list)
 
     def add(self, rel: str, message: str) -> None:
         self.problems.append(f"{self.root / rel}: {message}")
@@ -254,9 +261,22 @@ def _check_counts(info: dict | None, rows: list[dict[str, str]], report: Report)
             report.add(INFO_NAME, f"counts.{name} is {recorded.get(name)!r}, the manifest has {value}")
 
 
-def _strays(root: Path, expected: set[str], owned: set[str], report: Report) -> None:
+def _export_record(root: Path) -> dict[str, Any]:
+    """The ``sirst-synth-export.json`` of an exported folder (``export --to dnanet`` of a build), or {}."""
+    import json
+
+    try:
+        record = json.loads((root / EXPORT_RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _strays(root: Path, expected: set[str], owned: set[str], report: Report,
+            results: tuple[str, ...] = ()) -> None:
     """Every file under ``root`` not in ``expected`` (relative POSIX paths): build leftovers and
-    files inside the tool's folders ``owned`` are problems, the rest foreign (one line per top-level entry)."""
+    files inside the tool's folders ``owned`` are problems, files in a trainer's ``results`` folders
+    are that trainer's (listed, never a failure), the rest foreign (one line per top-level entry)."""
     found = []
     for folder, dirs, files in os.walk(root):
         rel_dir = Path(folder).relative_to(root)
@@ -266,11 +286,14 @@ def _strays(root: Path, expected: set[str], owned: set[str], report: Report) -> 
         dirs[:] = sorted(d for d in dirs if not d.startswith(STATE_PREFIX) and not os.path.islink(os.path.join(folder, d)))
         found += [((rel_dir / name).as_posix(), name) for name in files]
     foreign: dict[str, int] = {}
+    by_trainer: dict[str, int] = {}
     for rel, name in sorted(found):
         if rel in expected:
             continue
         top = rel.split("/", 1)[0]
-        if name == LOCK_NAME:
+        if top in results and "/" in rel:
+            by_trainer[top] = by_trainer.get(top, 0) + 1
+        elif name == LOCK_NAME:
             report.add(rel, LOCKED)
         elif name.startswith(STATE_PREFIX) or is_temp_name(name):
             report.add(rel, INTERRUPTED)
@@ -284,6 +307,9 @@ def _strays(root: Path, expected: set[str], owned: set[str], report: Report) -> 
                                   "not written by sirst-synth)")
         else:
             report.foreign.append(f"{root / top}: foreign file (not written by sirst-synth)")
+    for top, n in sorted(by_trainer.items()):
+        report.results.append(f"{root / top}/: DNANet's results, made by export --to dnanet "
+                              f"({n} file{'s' if n != 1 else ''} written by DNANet; not checked)")
 
 
 # -- the whole check ------------------------------------------------------------------------------
@@ -306,6 +332,11 @@ def verify_report(root: Path, n_jobs: int = 1, progress: bool = False) -> Report
     report.problems += _check_files(rows, root, n_jobs, progress)
     expected = {MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME}
     expected |= {name(r["id"]) for r in rows for name in (image_name, mask_name)}
+    export = _export_record(root)
+    if export:  # an exported build (export --to dnanet): its record and the files it lists are the tool's
+        written = export.get("written")
+        expected |= {EXPORT_RECORD_NAME} | {w for w in (written if isinstance(written, list) else ()) if isinstance(w, str)}
+    results = DNANET_RESULT_FOLDERS if export.get("format") == "dnanet" else ()
     owned = set(PIXEL_FOLDERS)
     if split is not None:
         if not (root / split).is_dir():
@@ -315,7 +346,7 @@ def verify_report(root: Path, n_jobs: int = 1, progress: bool = False) -> Report
         expected |= {f"{split}/{part}.txt" for part in PARTS}
         owned.add(split)
     _check_counts(info, rows, report)
-    _strays(root, expected, owned, report)
+    _strays(root, expected, owned, report, results)
     return report
 
 

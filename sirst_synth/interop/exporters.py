@@ -2,6 +2,12 @@
 per FORMAT. Images (and masks already stored as 0/255 gray PNG) are hard links to the dataset's
 files where the file system allows, so an export costs no space; ``copy`` forces copies.
 
+``dnanet``, ``basicirstd`` and ``points`` write one dataset folder, ``OUT/<name>/``, beside whatever
+else ``OUT`` holds (a trainer's ``datasets/`` with the benchmarks it ships): that folder is the
+export's output, its record ``sirst-synth-export.json`` is inside it, and ``--force`` replaces
+only an earlier export of the same name (:mod:`sirst_synth.run.owned`). The other formats write
+``OUT`` itself. The record lists every file the export wrote (``written``).
+
 A mask that is not an 8-bit gray 0/255 PNG (an RGB mask, a soft mask) is written as one
 (targets: ``mask > 0``), because BasicIRSTD, MSHNet and LESPS divide masks by 255 and
 BasicIRSTD never reduces a 3-D mask to 2-D. Boxes and points come from :mod:`.boxes`.
@@ -20,15 +26,27 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sirst_synth.errors import ExportError
+from sirst_synth.errors import ExportError, SirstSynthError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
+from sirst_synth.run.owned import files_under
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
-from sirst_synth.store.layout import flat_names, id_problem
+from sirst_synth.store.layout import DNANET_RESULT_FOLDERS, EXPORT_RECORD_NAME, INFO_NAME, MANIFEST_NAME, flat_names, id_problem
+from sirst_synth.store.record import read_record, recorded_split
 
-RECORD = "sirst-synth-export.json"
+RECORD = EXPORT_RECORD_NAME
+#: the formats that write one dataset folder ``OUT/<name>/`` (the others write ``OUT``)
+NAMED = ("basicirstd", "dnanet", "points")
+#: the placeholder of each folder DNANet's scripts write into (DNANET_RESULT_FOLDERS)
+DNANET_RESULT_TEXT = {
+    "value_result": "DNANet's test.py writes its results here: <st_model>_PD_FA_255.mat, "
+                    "<st_model>_best_IoU.log, <st_model>_best_other_metric.log.\n",
+    "visulization_result": "DNANet's visulization.py and test_and_visulization.py write their figures here "
+                           "(<st_model>_visulization_result/, <st_model>_visulization_fuse/).\n",
+}
+PLACEHOLDER = "README.txt"
 #: the one class of every box format
 CLASS_NAME = "target"
 VOC_CLASS_NAME = "Target"  # SIRST's own VOC files name the class "Target"
@@ -126,24 +144,41 @@ def _flat_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
         ex.mask(id_, root / "masks" / f"{id_}.png")
 
 
+def _carry_build_record(ex: Exporter) -> bool:
+    """Link a build's ``manifest.csv`` and ``sirst-synth.json`` into the export when it exports the
+    build's own split lists (so ``verify`` checks the exported folder); True when it did."""
+    try:
+        split = recorded_split(read_record(ex.ds.root))
+    except SirstSynthError:
+        return False
+    if (split != ex.ds.split or (ex.ds.train_list, ex.ds.test_list) != ("train.txt", "test.txt")
+            or not (ex.ds.root / MANIFEST_NAME).is_file()):
+        return False
+    for name in (MANIFEST_NAME, INFO_NAME):
+        link_or_copy(ex.ds.root / name, ex.out / name, ex.copy)
+    return True
+
+
 def export_dnanet(ex: Exporter, name: str) -> dict:
-    """DNANet: ``OUT/<name>/images``, ``masks``, ``<split>/train.txt`` and ``test.txt``."""
+    """DNANet: ``OUT/<name>/images``, ``masks``, ``<split>/train.txt`` and ``test.txt``, the result
+    folders its scripts write into (``value_result/``, ``visulization_result/``), and a build's
+    manifest and record."""
     ids = ex.parts()
-    root = ex.out / name
-    _flat_layout(ex, root, ids)
-    write_text(root / ex.ds.split / "train.txt", id_list_text(ids["train"]))
-    write_text(root / ex.ds.split / "test.txt", id_list_text(ids["test"]))
-    return {"name": name, "split": ex.ds.split}
+    _flat_layout(ex, ex.out, ids)
+    write_text(ex.out / ex.ds.split / "train.txt", id_list_text(ids["train"]))
+    write_text(ex.out / ex.ds.split / "test.txt", id_list_text(ids["test"]))
+    for folder in DNANET_RESULT_FOLDERS:
+        write_text(ex.out / folder / PLACEHOLDER, DNANET_RESULT_TEXT[folder])
+    return {"name": name, "split": ex.ds.split, "build_record": _carry_build_record(ex)}
 
 
 def export_basicirstd(ex: Exporter, name: str) -> dict:
     """BasicIRSTD and SCTransNet: ``OUT/<name>/img_idx/train_<name>.txt``, ``test_<name>.txt``,
     ``images/``, ``masks/``."""
     ids = ex.parts()
-    root = ex.out / name
-    _flat_layout(ex, root, ids)
-    write_text(root / "img_idx" / f"train_{name}.txt", id_list_text(ids["train"]))
-    write_text(root / "img_idx" / f"test_{name}.txt", id_list_text(ids["test"]))
+    _flat_layout(ex, ex.out, ids)
+    write_text(ex.out / "img_idx" / f"train_{name}.txt", id_list_text(ids["train"]))
+    write_text(ex.out / "img_idx" / f"test_{name}.txt", id_list_text(ids["test"]))
     return {"name": name, "img_norm_cfg": img_norm_cfg(ex.ds, "train"),
             "img_norm_cfg_per_image_train_test": per_image_norm_cfg(ex.ds)}
 
@@ -265,7 +300,7 @@ def export_points(ex: Exporter, name: str) -> dict:
     ``points.csv`` (x = column, y = row), and PAL's ``origin/`` and ``val/`` folders."""
     info = export_basicirstd(ex, name)
     ids = ex.parts()
-    root = ex.out / name
+    root = ex.out
     records, rows = [], []
     for part in ("train", "test"):
         for id_ in ids[part]:
@@ -332,23 +367,41 @@ def check_name(name: str) -> str:
     return name
 
 
+def export_target(fmt: str, out: Path, name: str) -> Path:
+    """The folder an export writes: ``out/<name>`` for the formats with a dataset folder (NAMED),
+    else ``out``."""
+    if fmt in NAMED and out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    return out / check_name(name) if fmt in NAMED else out
+
+
 def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool) -> dict:
-    """Write ``ds`` as ``fmt`` into ``out_tmp``; return the export record (also written there)."""
+    """Write ``ds`` as ``fmt`` into ``out_tmp`` (what becomes :func:`export_target`); return the
+    export record (also written there, with every file written listed in ``written``)."""
     ex = Exporter(ds, out_tmp, copy)
     extra = EXPORTERS[fmt](ex, check_name(name))
     record = export_record(ex, fmt, name, extra)
+    record["written"] = [rel for rel in files_under(out_tmp) if rel != RECORD]
     write_text(out_tmp / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
 
 def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, copy: bool = False,
                    force: bool = False) -> dict:
-    """Export ``ds`` as ``fmt`` into ``out`` (checked, written in a temporary folder, renamed at the
-    end); the entry point for callers other than the CLI (e.g. a future ``build --layout``)."""
+    """Export ``ds`` as ``fmt`` into ``out`` (its dataset folder ``out/<name>`` for NAMED formats;
+    checked, written in a temporary folder, put in place at the end); the entry point for callers
+    other than the CLI (``build --layout``)."""
     from sirst_synth.interop.staging import check_output, staged_folder
 
     if fmt not in EXPORTERS:
         raise ExportError(f"unknown export format {fmt!r}; one of {', '.join(sorted(EXPORTERS))}")
-    check_output(out, ds.root, force)
-    with staged_folder(out) as tmp:
-        return run_export(ds, fmt, tmp, name or ds.root.resolve().name, copy)
+    name = name or ds.root.resolve().name
+    target = export_target(fmt, out, name)
+    check_output(target, ds.root, force, target_hint(fmt))
+    with staged_folder(target) as tmp:
+        return run_export(ds, fmt, tmp, name, copy)
+
+
+def target_hint(fmt: str) -> str:
+    """What to do instead when the export's folder cannot be written."""
+    return "choose another --name" if fmt in NAMED else "choose another -o"

@@ -1,7 +1,8 @@
 """Writing a whole output folder safely: into a temporary folder next to it, renamed at the end.
 
 A command that fails or is interrupted leaves no folder that looks complete: the final name
-appears only once every file is written. An existing output is replaced only with ``force``.
+appears only once every file is written. An existing output is replaced only with ``force``, and
+then only what the tool wrote there (:mod:`sirst_synth.run.owned`): other files stay.
 """
 from __future__ import annotations
 
@@ -12,29 +13,35 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sirst_synth.errors import OutputError
+from sirst_synth.run.owned import refuse_foreign, replace_folder, survey
 
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_output(out: Path, src: Path, force: bool) -> None:
-    """Refuse ``out`` inside (or equal to) ``src``, ``src`` inside ``out``, a file, and a
-    non-empty folder unless ``force``. Writes nothing."""
+def check_output(out: Path, src: Path, force: bool, hint: str = "choose another -o") -> None:
+    """Refuse ``out`` inside (or equal to) ``src``, ``src`` inside ``out``, a file, a folder holding
+    foreign files and no record of the tool (even with ``force``), and a non-empty folder unless
+    ``force``. ``hint``: what to do instead (``choose another --name`` for a dataset folder). Writes nothing."""
     out_r, src_r = out.resolve(), src.resolve()
     if _inside(out_r, src_r):
-        raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
+        raise OutputError(f"{out}: output folder is the source or inside it ({src}); {hint}")
     if _inside(src_r, out_r):
-        raise OutputError(f"{out}: output folder holds the source {src}; choose another -o")
+        raise OutputError(f"{out}: output folder holds the source {src}; {hint}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputError(f"{out}: output folder is not empty; use --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        refuse_foreign(survey(out), f"{hint} (--force replaces only what sirst-synth wrote)")
+        if not force:
+            raise OutputError(f"{out}: holds an earlier output of sirst-synth; use --force to replace what it "
+                              f"wrote there (other files stay), or {hint}")
 
 
 @contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``.
+def staged_folder(out: Path, what: str = "export") -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``out``; on success it replaces ``out``
+    (:func:`~sirst_synth.run.owned.replace_folder`: the tool's files only, foreign ones stay).
 
     On any error the temporary folder is removed and ``out`` is left as it was.
     """
@@ -49,26 +56,10 @@ def staged_folder(out: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _replace(tmp, out.absolute())
+        replace_folder(tmp, out.absolute(), what)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``, moving an existing ``out`` aside first and deleting it after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def link_or_copy(src: Path, dst: Path, copy: bool) -> bool:

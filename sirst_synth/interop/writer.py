@@ -21,9 +21,10 @@ from sirst_synth.interop.ids import flat_names
 from sirst_synth.interop.importers import ImportProblems, Item, Release
 from sirst_synth.interop.staging import id_list_text, staged_folder, write_text
 from sirst_synth.store import imageio
+from sirst_synth.store.layout import IMPORT_MANIFEST_NAME, IMPORT_RECORD_NAME
 
-MANIFEST = "import-manifest.csv"
-RECORD = "import.json"
+MANIFEST = IMPORT_MANIFEST_NAME
+RECORD = IMPORT_RECORD_NAME
 COLUMNS = (
     "id", "source_id", "splits", "image_source", "image_action", "mask_source", "mask_action",
     "width", "height", "mask_width", "mask_height",
@@ -166,7 +167,7 @@ def write_import(release: Release, out: Path, threshold: int, skip_mismatched: b
     """Write ``release`` into ``out`` (replacing it; the caller has checked ``--force``)."""
     flats = flat_names(sorted(release.items))
     report = ImportReport(unlisted=list(release.unlisted))
-    with staged_folder(out) as tmp:
+    with staged_folder(out, "import") as tmp:
         rows = _write_items(release, tmp, flats, threshold, skip_mismatched, report)
         splits = _write_splits(release, tmp, flats, set(report.skipped))
         write_text(tmp / MANIFEST, _manifest_text(rows))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -18,20 +17,10 @@ from typing import Any
 
 from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.run.journal import check_same_run, read_run, remove_state, remove_temp_files, write_run
+from sirst_synth.run.owned import is_tool_file, refuse_foreign, remove_owned, survey
 from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
 from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import (
-    INFO_NAME,
-    LOCK_NAME,
-    MANIFEST_NAME,
-    PACKED_DIR,
-    PIXEL_FOLDERS,
-    RUN_LOG_NAME,
-    STATE_NAME,
-    image_name,
-    state_dir,
-    temp_path,
-)
+from sirst_synth.store.layout import INFO_NAME, LIST_NAMES, LOCK_NAME, MANIFEST_NAME, PIXEL_FOLDERS, image_name, state_dir, temp_path
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 from sirst_synth.store.record import read_record, record_path, record_text
 
@@ -42,7 +31,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> None:
     """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``
-    or (for an interrupted or complete build of this tool) ``resume``.
+    or (for an interrupted or complete build of this tool) ``resume``. ``force`` replaces only what
+    the tool wrote (:mod:`sirst_synth.run.owned`): a folder holding foreign files and no record of
+    the tool is refused, and so are foreign files in ``images/`` or ``masks/``, where a build writes.
 
     Writes nothing, so commands call it before reading their sources.
     """
@@ -52,25 +43,37 @@ def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> Non
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
     if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):  # the lock: see run/lock.py
+        found = survey(out)
         if resume:
             if not state_dir(out).is_dir() and not (out / INFO_NAME).is_file():
                 raise ResumeError(f"{out}: not a build of this tool (no {state_dir(out).name}/ or {INFO_NAME}); "
                                   "nothing to resume")
-        elif not force:
-            what = "an interrupted build: use --resume to finish it" if state_dir(out).is_dir() else "use --force to replace its contents"
-            raise OutputError(f"{out}: output folder is not empty; {what}")
+        else:
+            refuse_foreign(found, "choose another -o (--force replaces only what sirst-synth wrote)")
+            if not force:
+                what = ("an interrupted build: use --resume to finish it" if state_dir(out).is_dir()
+                        else "use --force to replace what sirst-synth wrote there (other files stay)")
+                raise OutputError(f"{out}: output folder is not empty; {what}")
+            inside = found.foreign_in(PIXEL_FOLDERS)
+            if inside:
+                raise OutputError(f"{out}: --force keeps files sirst-synth did not write, and {len(inside)} lie in "
+                                  f"its image folders ({', '.join(inside[:3])}); move them or choose another -o")
         if _inside(src_r, out_r):
             raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
 
 
-def check_output_file(out: Path, src: Path, force: bool) -> None:
-    """Refuse a file output inside the source, a folder, and an existing file unless ``force``.
+def check_output_file(out: Path, src: Path, force: bool, owned_only: bool = False) -> None:
+    """Refuse a file output inside the source, a folder, and an existing file unless ``force``;
+    with ``owned_only`` (an HDF5 output), ``force`` replaces only an HDF5 file of this tool.
 
     Writes nothing: the caller creates the parent folder when it starts writing."""
     if _inside(out.resolve(), src.resolve()):
         raise OutputError(f"{out}: output file is inside the source ({src}); choose another -o")
     if out.is_dir():
         raise OutputError(f"{out}: is a folder; give a file name such as noise.h5")
+    if out.exists() and owned_only and not is_tool_file(out):
+        raise OutputError(f"{out}: exists and is not an HDF5 file written by sirst-synth; choose another -o "
+                          "(--force replaces only what sirst-synth wrote)")
     if out.exists() and not force:
         raise OutputError(f"{out}: exists; use --force to replace it")
 
@@ -117,15 +120,21 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             remove_temp_files(out)
             _make_pixel_folders(out)
             return RunMode.RESUMED
-    for name in (*PIXEL_FOLDERS, split, MANIFEST_NAME, INFO_NAME, RUN_LOG_NAME, STATE_NAME, PACKED_DIR):
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    clear_for_build(out, split)
     _make_pixel_folders(out)
     write_run(out, run)
     return RunMode.FRESH
+
+
+def clear_for_build(out: Path, split: str) -> None:
+    """Remove what the tool wrote in ``out`` (:func:`~sirst_synth.run.owned.remove_owned`) before a
+    fresh build; foreign files stay, except split lists the build would overwrite: refused."""
+    found = survey(out)
+    lists = [rel for rel in found.foreign if rel in (f"{split}/{name}" for name in LIST_NAMES.values())]
+    if lists:
+        raise OutputError(f"{out}: --force keeps files sirst-synth did not write, and {out / lists[0]} is one the "
+                          "build writes; move it or choose another -o")
+    remove_owned(found)
 
 
 def _make_pixel_folders(out: Path) -> None:

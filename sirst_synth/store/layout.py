@@ -12,6 +12,10 @@
                                     images as stored in the HDF5 file, one file a unit
     .<name>.<pid>.tmp               a file being written, renamed into place when complete
 
+    ROOT/import.json, import-manifest.csv   the record of ``import`` (what it wrote, from where)
+    ROOT/sirst-synth-export.json            the record of ``export`` and ``build --layout``
+                                            (every file it wrote, in ``written``)
+
 Plain constants, path arithmetic and the id rule, no third-party import: ``verify`` and the CLI import it cheaply.
 """
 from __future__ import annotations
@@ -44,6 +48,13 @@ STATE_NAME = STATE_PREFIX + "-partial"
 LOCK_NAME = STATE_PREFIX + "-lock"
 #: the run log: what differs between identical runs (seconds, resumed), kept out of INFO_NAME
 RUN_LOG_NAME = STATE_PREFIX + "-runs.jsonl"
+#: the records of ``import`` (its manifest and its JSON record) and of ``export``
+IMPORT_MANIFEST_NAME = "import-manifest.csv"
+IMPORT_RECORD_NAME = "import.json"
+EXPORT_RECORD_NAME = "sirst-synth-export.json"
+#: the folders DNANet's scripts write their results into, inside the dataset folder (``export --to
+#: dnanet`` makes them: DNANet never does)
+DNANET_RESULT_FOLDERS = ("value_result", "visulization_result")
 #: in the staging folder of ``build --format h5`` only: each unit's images as stored chunks, one file a unit
 PACKED_DIR = STATE_PREFIX + "-packed"
 

@@ -92,6 +92,13 @@ def test_output_inside_source_or_not_empty_is_refused(demo, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
+    for force in ((), ("--force",)):  # foreign files and no record of the tool: refused, even with --force
+        res = run_cli("build", "--src", demo, "--total", "30", "-o", out, *force, expect=1)
+        assert res.output == (f"error: {out}: holds notes.txt, not written by sirst-synth; choose another -o "
+                              "(--force replaces only what sirst-synth wrote)\n")
+    (out / "notes.txt").unlink()
+    run_cli("build", "--src", demo, "--total", "30", "-o", out)
+    (out / "notes.txt").write_text("mine")
     res = run_cli("build", "--src", demo, "--total", "30", "-o", out, expect=1)
     assert "not empty" in res.output and "--force" in res.output
     run_cli("build", "--src", demo, "--total", "30", "-o", out, "--force")

@@ -100,7 +100,7 @@ def test_basicirstd_loader_and_norm_cfg(demo, tmp_path):
         assert img.ndim == 2 and mask.ndim == 2 and set(np.unique(mask)) <= {0.0, 1.0}
         assert np.array_equal(mask == 1.0, _truth(demo, id_) > 0)
     pixels = np.concatenate([gray(read(demo / "images" / f"{i}.png")).ravel() for i in train])
-    record = json.loads((out / "sirst-synth-export.json").read_text())
+    record = json.loads((out / "SIRST-5K" / "sirst-synth-export.json").read_text())
     assert record["img_norm_cfg"]["mean"] == pytest.approx(pixels.mean(), abs=1e-5)
     assert record["img_norm_cfg"]["std"] == pytest.approx(pixels.std(), abs=1e-5)
 
@@ -235,7 +235,7 @@ def test_soft_or_rgb_masks_are_written_as_gray_0_255(demo, tmp_path):
     out = _export(src, "basicirstd", tmp_path / "out", "--name", "X")
     written = Image.open(out / "X" / "masks" / f"{first}.png")
     assert written.mode == "L" and np.array_equal(np.array(written), np.where(mask > 0, 255, 0))
-    assert json.loads((out / "sirst-synth-export.json").read_text())["files"]["masks_rewritten"] == [first]
+    assert json.loads((out / "X" / "sirst-synth-export.json").read_text())["files"]["masks_rewritten"] == [first]
 
 
 def test_split_fingerprint_is_the_scan_fingerprint(demo):
@@ -251,7 +251,7 @@ def test_export_of_a_build_uses_its_recorded_split(demo, tmp_path):
     record = json.loads((built / "sirst-synth.json").read_text())
     listed = (out / "built" / "img_idx" / "train_built.txt").read_text().splitlines()
     assert len(listed) == 60 and listed == ids(built, "50_50", "train")
-    assert json.loads((out / "sirst-synth-export.json").read_text())["split"] == "50_50"
+    assert json.loads((out / "built" / "sirst-synth-export.json").read_text())["split"] == "50_50"
     assert record["source"]["fingerprint"] == split_fingerprint(open_dataset(demo))
 
 
@@ -260,10 +260,16 @@ def test_export_refuses_bad_outputs(demo, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "x").write_text("x")
-    result = run_cli("export", demo, "--to", "yolo", "-o", out, expect=1)
-    assert "use --force" in result.output
+    for force in ((), ("--force",)):
+        result = run_cli("export", demo, "--to", "yolo", "-o", out, *force, expect=1)
+        assert result.output == (f"error: {out}: holds x, not written by sirst-synth; choose another -o "
+                                 "(--force replaces only what sirst-synth wrote)\n")
+    (out / "x").unlink()
+    run_cli("export", demo, "--to", "yolo", "-o", out)
+    (out / "x").write_text("x")
+    assert "use --force" in run_cli("export", demo, "--to", "yolo", "-o", out, expect=1).output
     run_cli("export", demo, "--to", "yolo", "-o", out, "--force")
-    assert not (out / "x").exists() and (out / "data.yaml").is_file()
+    assert (out / "x").read_text() == "x" and (out / "data.yaml").is_file()
     run_cli("export", demo, "--to", "basicirstd", "-o", tmp_path / "n", "--name", "../x", expect=1)
     run_cli("export", tmp_path / "missing", "--to", "coco", "-o", tmp_path / "m", expect=1)
     assert not (tmp_path / "n").exists() and not (tmp_path / "m").exists()

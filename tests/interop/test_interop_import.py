@@ -282,10 +282,17 @@ def test_output_folder_rules(tmp_path):
     run_cli("import", "sirst", src, "-o", src / "inside", expect=1)
     out.mkdir()
     (out / "keep.txt").write_text("x")
+    for force in ((), ("--force",)):  # a folder of foreign files and no record of the tool: refused, even with --force
+        result = run_cli("import", "sirst", src, "-o", out, *force, expect=1)
+        assert result.output == (f"error: {out}: holds keep.txt, not written by sirst-synth; choose another -o "
+                                 "(--force replaces only what sirst-synth wrote)\n")
+    (out / "keep.txt").unlink()
+    run_cli("import", "sirst", src, "-o", out)
+    (out / "keep.txt").write_text("x")  # beside an import: --force replaces the import, keep.txt stays
     result = run_cli("import", "sirst", src, "-o", out, expect=1)
-    assert "not empty; use --force" in result.output and (out / "keep.txt").exists()
+    assert "holds an earlier output of sirst-synth; use --force" in result.output
     run_cli("import", "sirst", src, "-o", out, "--force")
-    assert not (out / "keep.txt").exists() and ids(out, "idx_6", "test") == ["Misc_5", "Misc_6"]
+    assert (out / "keep.txt").read_text() == "x" and ids(out, "idx_6", "test") == ["Misc_5", "Misc_6"]
     run_cli("import", "sirst", src, "-o", tmp_path, "--force", expect=1)  # would swallow the source
     run_cli("import", "sirst", tmp_path / "nope", "-o", tmp_path / "o3", expect=1)
 

@@ -42,11 +42,33 @@ def test_refuses_an_output_inside_the_source(src):
 
 def test_refuses_a_non_empty_folder_without_force(src, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    finish_output(out, SPLIT, rows(), {"command": "build", "parameters": RUN["parameters"]})
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="not empty; use --force"):
         check_output(out, src, force=False)
     check_output(out, src, force=True)
+
+
+def test_refuses_a_folder_of_foreign_files_even_with_force(src, tmp_path):
+    out = tmp_path / "out"
+    (out / "IRDST" / "img_idx").mkdir(parents=True)
+    (out / "IRDST" / "img_idx" / "train_IRDST-real.txt").write_text("a\n")
+    (out / "notes.txt").write_text("mine")
+    for force in (False, True):
+        with pytest.raises(OutputError) as exc:
+            check_output(out, src, force=force)
+        assert str(exc.value) == (f"{out}: holds IRDST/ (1 file), notes.txt, not written by sirst-synth; choose "
+                                  "another -o (--force replaces only what sirst-synth wrote)")
+
+
+def test_force_refuses_foreign_files_in_the_image_folders(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    finish_output(out, SPLIT, rows(), {"command": "build", "parameters": RUN["parameters"]})
+    (out / "images" / "mine.png").write_bytes(b"x")
+    with pytest.raises(OutputError, match=r"1 lie in its image folders \(images/mine\.png\)"):
+        check_output(out, src, force=True)
 
 
 def test_a_non_empty_folder_with_build_state_points_to_resume(src, tmp_path):
@@ -88,23 +110,40 @@ def test_check_output_file_refuses_inside_source_folder_and_existing_file(src, t
     with pytest.raises(OutputError, match="exists; use --force"):
         check_output_file(existing, src, force=False)
     check_output_file(existing, src, force=True)
+    with pytest.raises(OutputError, match="exists and is not an HDF5 file written by sirst-synth"):
+        check_output_file(existing, src, force=True, owned_only=True)
 
 
-def test_fresh_start_clears_only_the_tools_names_and_makes_the_folders(src, tmp_path):
+def test_fresh_start_clears_only_the_tools_files_and_makes_the_folders(src, tmp_path):
     out = tmp_path / "out"
-    (out / "images").mkdir(parents=True)
-    (out / "images" / "old.png").write_bytes(b"x")
-    (out / SPLIT).mkdir()
-    (out / SPLIT / "train.txt").write_text("old\n")
-    (out / "manifest.csv").write_text("id\n")
-    (out / INFO_NAME).write_text("{}")
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    for r in rows():
+        for folder in ("images", "masks"):
+            (out / folder / f"{r['id']}.png").write_bytes(b"png")
+    finish_output(out, SPLIT, rows(), {"command": "build", "parameters": RUN["parameters"]})
+    (out / ".sirst-synth-runs.jsonl").write_text("{}\n")
     (out / "notes.txt").write_text("mine")
-    (out / "other").mkdir()
+    (out / SPLIT / "readme.txt").write_text("mine")
+    (out / "value_result").mkdir()
+    (out / "value_result" / "x.mat").write_text("mine")
     assert start_output(out, src, SPLIT, RUN, force=True, resume=False) is RunMode.FRESH
-    assert sorted(p.name for p in out.iterdir()) == sorted([STATE_NAME, "images", "masks", "notes.txt", "other"])
-    assert not any((out / "images").iterdir())
-    assert (out / "masks").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == sorted([STATE_NAME, SPLIT, "images", "masks", "notes.txt",
+                                                            "value_result"])
+    assert not any((out / "images").iterdir()) and (out / "masks").is_dir()
+    assert [p.name for p in (out / SPLIT).iterdir()] == ["readme.txt"]
+    assert (out / "value_result" / "x.mat").read_text() == "mine"
     assert json.loads((state_dir(out) / "run.json").read_text()) == RUN
+
+
+def test_fresh_start_refuses_foreign_split_lists(src, tmp_path):
+    out = tmp_path / "out"
+    start_output(out, src, SPLIT, RUN, force=False, resume=False)
+    finish_output(out, SPLIT, rows(), {"command": "build", "parameters": RUN["parameters"]})
+    (out / "idx_1").mkdir()
+    (out / "idx_1" / "train.txt").write_text("mine\n")
+    with pytest.raises(OutputError, match=r"idx_1/train\.txt is one the build writes"):
+        start_output(out, src, "idx_1", RUN, force=True, resume=False)
+    assert (out / "idx_1" / "train.txt").read_text() == "mine\n" and (out / INFO_NAME).is_file()
 
 
 def test_resume_of_the_same_run_is_resumed_and_drops_temp_files(src, tmp_path):

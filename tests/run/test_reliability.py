@@ -249,7 +249,9 @@ def test_non_empty_output_needs_force_or_resume(small, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     res = run_cli("build", "--src", small, "--total", "20", "-o", out, expect=1)
-    assert f"{out}: output folder is not empty; use --force" in res.output
+    assert f"{out}: holds notes.txt, not written by sirst-synth; choose another -o" in res.output
+    res = run_cli("build", "--src", small, "--total", "20", "-o", out, "--force", expect=1)
+    assert "(--force replaces only what sirst-synth wrote)" in res.output
     res = run_cli("build", "--src", small, "--total", "20", "-o", out, "--resume", expect=1)
     assert "not a build of this tool" in res.output
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1

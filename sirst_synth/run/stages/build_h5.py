@@ -76,7 +76,7 @@ class BuildH5(Stage):
         if opts.resume and out.is_file() and not staging.exists():
             completed = H5Dataset(out).info()
         else:
-            check_output_file(out, ds.root, opts.force or opts.resume)
+            check_output_file(out, ds.root, opts.force or opts.resume, owned_only=True)
         if completed is not None:  # the finished file: only its record is checked
             return {**build_in_staging(self.params, ds, staging, out, opts, completed), "out": str(out)}
         for tmp in temp_files(out.parent, out.name):  # a file cut short

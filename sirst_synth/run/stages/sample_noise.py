@@ -56,7 +56,7 @@ class SampleNoise(Stage):
         start = time.perf_counter()
         self.params.validate()
         check_not_running(out)
-        check_output_file(out, ds.root, opts.force)
+        check_output_file(out, ds.root, opts.force, owned_only=True)
         attrs = {"split": ds.split, "source": str(ds.root.resolve())}
         new_folder = next((p for p in [out.parent, *out.parent.parents] if p.parent.exists()), None)
         new_folder = new_folder if new_folder is not None and not new_folder.exists() else None
