@@ -1,4 +1,4 @@
-"""The README's "Adding a stage" example is real code: it runs, writes a complete dataset and resumes."""
+"""CONTRIBUTING.md's "Adding a stage" example is real code: it runs and writes a complete dataset."""
 from __future__ import annotations
 
 import re
@@ -13,18 +13,18 @@ from conftest import REPO
 from support import ids, manifest, read
 
 
-def readme_stage() -> types.ModuleType:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### Adding a stage"):]
+def contributing_stage() -> types.ModuleType:
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    section = text[text.index("## Adding a stage"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     module = types.ModuleType("mirror_example")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(code, "README.md:mirror.py", "exec"), module.__dict__)
+    exec(compile(code, "CONTRIBUTING.md:mirror.py", "exec"), module.__dict__)
     return module
 
 
-def test_the_readme_mirror_stage_writes_mirrored_train_images(demo, tmp_path: Path):
-    mirror = readme_stage()
+def test_the_contributing_mirror_stage_writes_mirrored_train_images(demo, tmp_path: Path):
+    mirror = contributing_stage()
     out = tmp_path / "mirrored"
     summary = mirror.Mirror(mirror.MirrorParams()).run(open_dataset(demo, allow_hdf5=False), out, RunOptions(n_jobs=1))
     train = ids(demo, "50_50", "train")
