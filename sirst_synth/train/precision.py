@@ -9,8 +9,8 @@ the inputs, weights and incoming gradients to TF32's 10-bit mantissa (outputs st
 ``bf16`` and ``fp16`` round the inputs, weights, outputs and every gradient through them to the
 format, as autocast's casts do (elementwise layers then run in fp32 on those values).
 
-The CUDA default, :data:`CUDA_DEFAULT`, was chosen from that measurement (docs/experiment.md,
-"Precision"): bf16 trained this model far worse than fp32, fp16 and tf32 did not.
+The CUDA default, :data:`CUDA_DEFAULT`, is fp16: measured this way (docs/experiment.md), bf16
+trains this model far worse than fp32, while fp16 and tf32 do not.
 """
 from __future__ import annotations
 

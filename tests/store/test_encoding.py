@@ -1,5 +1,5 @@
 """Generated images are 8-bit gray (``channels`` 3: R=G=B), masks 8-bit gray, and the trainers of
-the field read them as they read an RGB copy (issue 11). Loaders are written from their public code:
+the field read them as they read an RGB copy. Loaders are written from their public code:
 
 - DNANet: ``Image.open(img).convert('RGB')``; mask ``np.array(Image.open(mask), dtype=np.float32) / 255``
 - BasicIRSTD: ``Image.open(img).convert('I')``; mask the same, ``[:, :, 0]`` when 3-D.

@@ -4,7 +4,7 @@ A stage is one command of the method (sample-noise, displace, negaug, build): it
 parameters and its source before anything is written, plans every job up front, runs the jobs
 in workers, and completes its output. To add one, subclass :class:`DatasetStage` (a stage that
 writes a dataset) or :class:`Stage` (anything else) in a module of this package, and give it a
-CLI command in :mod:`sirst_synth.cli.data`; the README's developer section shows an example.
+CLI command in :mod:`sirst_synth.cli.data`; CONTRIBUTING.md, "Adding a stage", shows an example.
 """
 from __future__ import annotations
 
