@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from sirst_synth.cli.app import friendly_errors, main, settings
 from sirst_synth.errors import DatasetError
+from sirst_synth.method.choices import FITS
 
 #: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
 SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
@@ -61,6 +62,15 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
                    "auto: device when it fits.")
 @click.option("--workers", type=click.IntRange(min=0),
               help="Streaming loader's workers [default: 8 on CUDA, 0 on CPU].")
+@click.option("--synth", type=click.Choice(["offline", "online"]), default="offline", show_default=True,
+              help="offline: train on --data as it is (a build); online: --data is the real training set, and each "
+                   "step displaces and rotates on the device (needs --noise; docs/transforms.md).")
+@click.option("--noise", type=click.Path(dir_okay=False),
+              help="--synth online: the noise bank of --data's train split (sirst-synth sample-noise).")
+@click.option("--alpha", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="--synth online: noise weight.")
+@click.option("--s", "s", default=3, show_default=True, type=POSITIVE, help="--synth online: rotated window side (odd).")
+@click.option("--fit", type=click.Choice(FITS), default="resize", show_default=True,
+              help="--synth online: how a patch covers the image (resize: bilinear; tile: repeated).")
 @click.option("--log-every", default=50, show_default=True, type=POSITIVE, help="Log the loss every N steps.")
 @click.option("--eval-every", type=POSITIVE, help="Also score the eval split every N steps [default: at the end only].")
 @click.option("--eval-images", type=POSITIVE, help="Score only the first N test images [default: all].")
@@ -97,7 +107,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
         options["smoke"] = True
     if options["crop"] < 16 or options["crop"] % 16:
         raise click.BadParameter("must be a positive multiple of 16", param_hint="--crop")
-    for name in ("data", "eval_data"):
+    for name in ("data", "eval_data", "noise"):
         if options[name] is not None:
             options[name] = given[name] = os.path.abspath(options[name])
 

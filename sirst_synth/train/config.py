@@ -45,4 +45,9 @@ class TrainConfig:
     stop_after_min: float | None = None
     compile: bool | None = None  # None: on CUDA only
     threads: int | None = None  # torch's CPU threads; None: threads.choose_threads
+    synth: str = "offline"  # offline: train on --data as it is | online: synthesise on the device (train/online.py)
+    noise: str | None = None  # --synth online: the noise bank (sample-noise) of --data's train split
+    alpha: float = 0.1  # --synth online: the method's alpha, s and fit (docs/method.md sections 3-4)
+    s: int = 3
+    fit: str = "resize"
     smoke: bool = False

@@ -250,11 +250,14 @@ class DeviceData:
         """Device bytes of ``n_images`` images and masks of ``shape`` (padded to the crop)."""
         return 2 * n_images * max(shape[0], crop) * max(shape[1], crop)
 
-    def crops(self, index: torch.Tensor, u: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def crops(self, index: torch.Tensor, u: torch.Tensor, crop: int,
+              pixels: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (B, 1, crop, crop) float32 crops and 0/1 masks of images ``index`` (B,).
 
         ``u`` (B, 7) float64 are each view's uniforms; the arithmetic is
-        :func:`sirst_synth.train.augment.view_from_uniforms`', element for element.
+        :func:`sirst_synth.train.augment.view_from_uniforms`', element for element. ``pixels``:
+        (B, Hs, Ws) uint8 images and masks to crop instead, row b in place of image ``index[b]``
+        (same size and targets; the online synthesis, :mod:`sirst_synth.train.online`).
         """
         c = crop
         h, w = self.sizes[index].unbind(1)
@@ -277,12 +280,14 @@ class DeviceData:
         rows = top.view(-1, 1, 1) + torch.where(flip_v.view(-1, 1, 1), c - 1 - a, a)
         cols = left.view(-1, 1, 1) + torch.where(flip_h.view(-1, 1, 1), c - 1 - b, b)
         hs, ws = self.images.shape[1:]
-        flat = (index.view(-1, 1, 1) * hs + rows) * ws + cols
-        image = (self.images.view(-1)[flat].float() - self.mean) / self.std
+        images, masks, row = ((self.images, self.masks, index) if pixels is None
+                              else (*pixels, torch.arange(len(index), device=self.device)))
+        flat = (row.view(-1, 1, 1) * hs + rows) * ws + cols
+        image = (images.reshape(-1)[flat].float() - self.mean) / self.std
         if self.padded:
             inside = (rows < h.view(-1, 1, 1)) & (cols < w.view(-1, 1, 1))
             image = torch.where(inside, image, torch.zeros((), device=self.device))
-        mask = self.masks.view(-1)[flat].float()
+        mask = masks.reshape(-1)[flat].float()
         return image.unsqueeze(1), mask.unsqueeze(1)
 
     def batches(self, schedule: Schedule, crop: int, start: int = 0) -> Iterator[Batch]:

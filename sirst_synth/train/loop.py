@@ -39,6 +39,7 @@ from sirst_synth.train.data import DeviceData, Schedule, StreamData, batch_sched
 from sirst_synth.train.loss import group_soft_iou
 from sirst_synth.train.metrics import METRIC_NAMES
 from sirst_synth.train.model import UNetAFF, count_parameters
+from sirst_synth.train.online import OnlineData, OnlineSetup
 from sirst_synth.train.precision import Precision, resolve_precision
 from sirst_synth.train.predict import evaluate
 from sirst_synth.train.threads import apply_threads
@@ -166,7 +167,7 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
 
 
 def _canonical(name: str, value: Any) -> Any:
-    if name in ("data", "eval_data") and value is not None:
+    if name in ("data", "eval_data", "noise") and value is not None:
         return os.path.realpath(value)
     return value
 
@@ -249,8 +250,10 @@ class TrainingRun:
             raise TrainError(f"{self.ds.split_file('train')}: no training id")
         self.eval_ids = eval_ids[:config.eval_images] if config.eval_images is not None else eval_ids
         self.curve_ids = curve_subset(self.eval_ids, config.curve_images)
-        self.members = group_members(self.train_ids, self.ds.groups() if config.neg_loss != "none" else None)
-        self.total = total_steps(config, len(self.train_ids))
+        self.online = OnlineSetup.prepare(config, self.ds, self.eval_ds, self.train_ids, log)  # --synth online
+        self.members = (self.online.plan.members if self.online else
+                        group_members(self.train_ids, self.ds.groups() if config.neg_loss != "none" else None))
+        self.total = total_steps(config, self.online.plan.size if self.online else len(self.train_ids))
         self.schedule = Schedule(*batch_schedule(self.members, config.batch_size, config.seed, self.total), config.seed)
         self._build_model()
         state = checkpoint.load(self.out / "last.pt", self.device) if resume else {}
@@ -283,7 +286,11 @@ class TrainingRun:
     def load_data(self) -> None:
         """The training set on the device (or streamed), and the run's normalisation."""
         t = time.perf_counter()
-        self.data, self.loader = _load_data(self.config, self.ds, self.train_ids, self.device, self.log)
+        self.data: DeviceData | StreamData | OnlineData
+        if self.online is not None:
+            self.data, self.loader = self.online.load(self.config, self.ds, self.train_ids, self.device), "online"
+        else:
+            self.data, self.loader = _load_data(self.config, self.ds, self.train_ids, self.device, self.log)
         if self.state:  # the run's own statistics
             self.data.mean, self.data.std = self.state["normalisation"]["mean"], self.state["normalisation"]["std"]
         self.mean, self.std = self.data.mean, self.data.std
