@@ -38,7 +38,7 @@ TRAIN = ["--width", "8", "--crop", "64", "--batch-size", "8", "--device", "cpu",
 REGIMES = {
     # steps: the low-data real arm sees each of its 66 images 1000 x 8 / 66 = 121 times
     "low": {"steps": 1000, "curve_every": 100},
-    "full": {"steps": 3000, "curve_every": 250},
+    "full": {"steps": 2000, "curve_every": 200},
     # the low regime's grouped arms again without the group loss (--neg-loss none: every image is its
     # own group, batches are drawn image by image): does the data hurt, or the way groups fill a batch?
     "low-noneg": {"steps": 1000, "curve_every": 100, "extra": ["--neg-loss", "none"]},
