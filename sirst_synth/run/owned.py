@@ -52,6 +52,8 @@ from sirst_synth.store.layout import (
 
 #: the records that mark an output complete: removed first, written last
 COMPLETION_MARKS = (INFO_NAME, IMPORT_RECORD_NAME, EXPORT_RECORD_NAME)
+#: files listed of a folder without a record of the tool (``-o ~`` is not walked whole to refuse it)
+SHALLOW = 1000
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Survey:
     owned: list[str] = field(default_factory=list)
     #: relative POSIX paths of every other file (a symbolic link counts as a file)
     foreign: list[str] = field(default_factory=list)
+    #: a folder without a record of the tool is listed only up to SHALLOW files (it is refused anyway)
+    partial: bool = False
 
     def foreign_in(self, folders: Iterable[str]) -> list[str]:
         """The foreign files inside the top-level ``folders``."""
@@ -78,8 +82,10 @@ class Survey:
             top, _, rest = rel.partition("/")
             key = top + "/" if rest else top
             tops[key] = tops.get(key, 0) + 1
-        parts = [f"{k} ({n} file{'s' if n != 1 else ''})" if k.endswith("/") else k for k, n in sorted(tops.items())]
-        more = f" and {len(parts) - shown} more" if len(parts) > shown else ""
+        plus = "+" if self.partial else ""
+        parts = [f"{k} ({n}{plus} file{'s' if n != 1 or plus else ''})" if k.endswith("/") else k
+                 for k, n in sorted(tops.items())]
+        more = f" and {len(parts) - shown} more" if len(parts) > shown else " and more" if self.partial else ""
         return ", ".join(parts[:shown]) + more
 
 
@@ -160,6 +166,9 @@ def survey(root: Path) -> Survey:
         return found
     found.records, named, interrupted = named_files(root)
     for folder, dirs, files in os.walk(root):
+        if not found.records and len(found.foreign) >= SHALLOW:  # no record: all foreign, refused; enough seen
+            found.partial = True
+            break
         rel_dir = Path(folder).relative_to(root)
         links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
         dirs[:] = sorted(d for d in dirs if d not in links)
