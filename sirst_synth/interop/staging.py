@@ -32,10 +32,12 @@ def check_output(out: Path, src: Path, force: bool, hint: str = "choose another 
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
-        refuse_foreign(survey(out), f"{hint} (--force replaces only what sirst-synth wrote)")
+        found = survey(out)
+        refuse_foreign(found, f"{hint} (--force replaces only what sirst-synth wrote)")
         if not force:
-            raise OutputError(f"{out}: holds an earlier output of sirst-synth; use --force to replace what it "
-                              f"wrote there (other files stay), or {hint}")
+            what = "holds an earlier output of sirst-synth" if found.records else "is not empty (empty folders only)"
+            raise OutputError(f"{out}: {what}; use --force to replace what sirst-synth wrote there (other files "
+                              f"stay), or {hint}")
 
 
 @contextmanager
