@@ -5,7 +5,10 @@ of a ``dask.distributed`` cluster: the same job records, the same results in the
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -31,14 +34,50 @@ def run_jobs(
     if not jobs:
         return
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = parallel(delayed(fn)(job, *args) for job in jobs)
-    if not progress:
-        yield from results
+    results = None
+    try:
+        with _sigint_held(n_jobs):  # the workers start with Ctrl-C blocked: only this process answers it
+            results = parallel(delayed(fn)(job, *args) for job in jobs)
+        # a plain loop, not ``yield from``: closing this generator early must not close ``results`` unguarded
+        with click.progressbar(length=len(jobs), label=label, file=sys.stderr, hidden=not progress) as bar:
+            for result in results:
+                bar.update(1)
+                yield result
+    finally:
+        if results is not None:
+            with warnings.catch_warnings():  # stopped early (an error, Ctrl-C): joblib's "tasks ... not used"
+                warnings.filterwarnings("ignore", category=UserWarning, module=JOBLIB_WARNINGS)
+                results.close()
+
+
+#: the modules whose warnings (joblib's about results left unused when a run stops) never reach a user
+JOBLIB_WARNINGS = r"joblib(\.|$)"
+
+
+@contextmanager
+def _sigint_held(n_jobs: int) -> Iterator[None]:
+    """Hold Ctrl-C while joblib starts its workers. A Ctrl-C reaches the whole process group: a
+    worker importing its modules would print a traceback, and this process, stopped while it hands
+    a worker its task, would leave it printing another. So SIGINT is blocked in this thread (the
+    workers inherit the mask and never see it; this process stops them) and a Ctrl-C that lands on
+    another thread (a BLAS pool's) is only noted; either is raised here once the workers run."""
+    if (n_jobs == 1 or not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)):  # workers inherit an ignored SIGINT
+        yield
         return
-    with click.progressbar(length=len(jobs), label=label, file=sys.stderr) as bar:
-        for result in results:
-            bar.update(1)
-            yield result
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # started first: Python 3.11 unblocks SIGINT after starting it
+    pressed: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pressed meanwhile arrives now
+    if pressed:
+        raise KeyboardInterrupt
 
 
 BACKENDS = ("local", "dask")

@@ -36,6 +36,44 @@ def read_id_list(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+#: benchmarks as their authors release them, which ``sirst-synth import FORMAT`` converts: FORMAT and
+#: what gives it away
+RELEASES = {
+    "sirst": "masks named <id>_pixels0.png",
+    "sirst-v2": "mixed/ and annotations/masks/",
+    "irstd-1k": "IRSTD1k_Img/ and IRSTD1k_Label/",
+    "folders": "per-part folders test/images/ and train/images/ (or trainval/)",
+}
+
+
+def released_format(root: Path) -> str | None:
+    """The ``import`` FORMAT of a folder that holds a benchmark as its authors release it rather
+    than the DNANet layout (SIRST's ``masks/<id>_pixels0.png`` without ``masks/<id>.png``,
+    SIRST-V2, IRSTD-1k, per-part folders), or None. Looks at names only."""
+    masks = root / "masks"
+    if masks.is_dir():
+        first = next(iter(masks.glob("*_pixels0.png")), None)
+        if first is not None and not (masks / first.name.replace("_pixels0.png", ".png")).exists():
+            return "sirst"
+    if (root / "mixed").is_dir() and (root / "annotations" / "masks").is_dir():
+        return "sirst-v2"
+    if (root / "IRSTD1k_Img").is_dir() and (root / "IRSTD1k_Label").is_dir():
+        return "irstd-1k"
+    if (root / "test" / "images").is_dir() and any((root / n / "images").is_dir() for n in ("train", "trainval")):
+        return "folders"
+    return None
+
+
+def release_problem(root: Path) -> str | None:
+    """One line saying that ``root`` holds a benchmark as released and how to convert it
+    (``sirst-synth import``), or None when it does not look like one."""
+    fmt = released_format(root)
+    if fmt is None:
+        return None
+    return (f"{root}: a benchmark as its authors release it ({RELEASES[fmt]}), not the DNANet layout; convert it once "
+            f"with 'sirst-synth import {fmt} {root} -o OUT' and use OUT")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A dataset on disk in the DNANet layout.

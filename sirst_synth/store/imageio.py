@@ -142,9 +142,25 @@ def _decode_pillow(data: bytes, name: str) -> np.ndarray:
                 )
     except ImageError:
         raise
-    except Exception as exc:  # Pillow raises many types for broken files
-        raise ImageError(f"{name}: cannot decode ({exc})") from None
+    except Exception as exc:  # Pillow raises many types for broken files; their text names its objects
+        raise ImageError(f"{name}: cannot decode: not a readable PNG ({_why_unreadable(data, exc)})") from None
     return np.ascontiguousarray(arr)
+
+
+def _why_unreadable(data: bytes, exc: Exception) -> str:
+    """Why ``data`` did not decode, in our words (Pillow's messages carry reprs such as
+    ``<_io.BytesIO object at 0x...>``)."""
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        return "empty file"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too many pixels to decode safely"
+    if data[:8] == _PNG_SIGNATURE:
+        return "PNG data damaged or cut short"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file"
+    return "image data damaged or cut short"
 
 
 def _describe_mode(mode: str) -> str:

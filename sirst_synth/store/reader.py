@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.dataset import Dataset, release_problem
 from sirst_synth.store.layout import DEFAULT_SPLIT, PARTS
 
 
@@ -74,7 +74,21 @@ def open_dataset(
     for part in PARTS:
         path = ds.split_file(part)
         if not path.is_file():
+            released = release_problem(root)
+            if released:
+                raise DatasetError(released)
             found = sorted(p.parent.name + "/" + p.name for p in root.glob("*/*.txt"))
             hint = f"; split lists found: {', '.join(found)}" if found else ""
             raise DatasetError(f"{path}: split file not found{hint}")
+    _refuse_release(ds)
     return ds
+
+
+def _refuse_release(ds: Dataset) -> None:
+    """Refuse a benchmark as released whose split lists were found (SIRST's ``idx_427/``): with
+    its first train id's mask missing, say it needs ``sirst-synth import`` rather than list every id."""
+    first = next(iter(ds.ids("train")), None)
+    if first is not None and not ds.mask_path(first).exists():
+        released = release_problem(ds.root)
+        if released:
+            raise DatasetError(released)
