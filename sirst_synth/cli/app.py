@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -62,10 +63,27 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 click.echo(f"error: {len(exc.problems)} bad source id(s); {exc.hint}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing is marked complete (finish with --resume)", err=True)
+            hint = "; nothing is marked complete (finish with --resume)" if _resumable() else ""
+            click.echo(f"error: interrupted{hint}", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _resumable() -> bool:
+    """Whether the running command has ``--resume`` and an unfinished run lies in its output (the
+    folder -o, the staging folder ``OUT.building/`` of a file or a layout, or one inside -o): only
+    then can ``--resume`` finish what Ctrl-C cut short."""
+    from sirst_synth.store.layout import state_dir
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not any(p.name == "resume" for p in ctx.command.params) or not ctx.params.get("out"):
+        return False
+    out = Path(ctx.params["out"])
+    candidates = [out, out.with_name(out.name + ".building")]
+    if out.is_dir():
+        candidates += [p for p in out.iterdir() if p.name.endswith(".building")]
+    return any(state_dir(p).is_dir() for p in candidates)
 
 
 class OptionValueError(click.ClickException):
@@ -88,6 +106,37 @@ def in_range(low: float | None = None, high: float | None = None, odd: bool = Fa
     return check
 
 
+class _Refusing:
+    """Click's number range types, refusing a value out of range as every bad option value is: one
+    ``error: --OPTION must be ..., got V`` line (:class:`~sirst_synth.plan.params.Range`), exit
+    status 1 (click's own exit 2, with its usage text). A value that is no number is click's error."""
+
+    number: click.ParamType
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = self.number.convert(value, param, ctx)
+        name = (param.opts[-1] if param.opts else str(param.name)) if param is not None else "value"
+        bounds: Any = self  # click's range: min, max, min_open, max_open
+        checked(Range(name, bounds.min, bounds.max, low_open=bounds.min_open, high_open=bounds.max_open), number)
+        return number
+
+
+class IntInRange(_Refusing, click.IntRange):
+    number = click.INT
+
+
+class FloatInRange(_Refusing, click.FloatRange):
+    number = click.FLOAT
+
+
+def refusing(kind: click.ParamType) -> click.ParamType:
+    """``kind``, made :class:`_Refusing` when it is one of click's (unclamped) number ranges."""
+    if isinstance(kind, click.IntRange | click.FloatRange) and not isinstance(kind, _Refusing) and not kind.clamp:
+        cls: Any = IntInRange if isinstance(kind, click.IntRange) else FloatInRange
+        return cls(kind.min, kind.max, kind.min_open, kind.max_open)
+    return kind
+
+
 def method_range(option: str) -> Callable[..., Any]:
     """A click callback checking a method parameter against its range in :data:`sirst_synth.plan.params.RANGES`."""
     def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -105,14 +154,73 @@ def checked(rng: Range, value: float) -> None:
         raise OptionValueError(str(exc)) from None
 
 
-def summary(text: str) -> None:
-    """Print a command's closing line unless -q."""
+def summary(text: str, err: bool = False) -> None:
+    """Print a command's closing line unless -q (``err``: on stderr, for commands whose stdout is a report)."""
     if not settings().quiet:
-        click.echo(text)
+        click.echo(text, err=err)
+
+
+# -- help a person can scan ---------------------------------------------------------------------
+
+#: the longest short help of a command (its docstring's first line): what the group's --help shows whole
+SHORT_HELP = 45
+#: the widest option names beside their help (click's default); longer ones get a line of their own
+COLUMN = 30
+
+
+class HelpCommand(click.Command):
+    """Every command of the group: its --help lists the options in sections (:func:`option_groups`;
+    ``-h/--help`` and any option no section names close the list under "Other options"), and its
+    short help in the group's --help is its docstring's first line, whole."""
+
+    #: section title -> the names of its options (click's parameter names), in the order shown
+    sections: dict[str, tuple[str, ...]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # a range error exits 1 with one line, whichever command
+            param.type = refusing(param.type)
+
+    def get_short_help_str(self, limit: int = SHORT_HELP) -> str:
+        if self.short_help:
+            return self.short_help
+        return (self.help or "").strip().split("\n", 1)[0].strip().rstrip(".")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        options = {p.name: p for p in self.get_params(ctx) if isinstance(p, click.Option)}
+        sections: list[tuple[str, list[tuple[str, str]]]] = []
+        placed: set[str | None] = set()
+        for title, names in [*self.sections.items(), ("Other options", tuple(options))]:
+            rows = []
+            for name in names:
+                record = options[name].get_help_record(ctx) if name in options and name not in placed else None
+                placed.add(name)
+                if record is not None:
+                    rows.append(record)
+            if rows:
+                sections.append((title, rows))
+        # one column of option names for all sections (click aligns each list on its own)
+        width = min(max((len(term) for _, rows in sections for term, _ in rows), default=0), COLUMN)
+        for title, rows in sections:
+            with formatter.section(title):
+                formatter.write_dl([(term.ljust(width), text) for term, text in rows], col_max=COLUMN)
+
+
+def option_groups(sections: dict[str, tuple[str, ...]]) -> Callable[[click.Command], click.Command]:
+    """Give a command's --help its option sections: title -> option names, in order (decorate the
+    command, above ``@main.command``). A name the command lacks is passed over."""
+    def mark(command: click.Command) -> click.Command:
+        command.sections = sections  # type: ignore[attr-defined]
+        return command
+
+    return mark
 
 
 class _Group(click.Group):
-    """The group, recording its arguments for the lock and run log (``sirst_synth.run.lock.command_line``)."""
+    """The group, recording its arguments for the lock and run log (``sirst_synth.run.lock.command_line``).
+    Its commands are :class:`HelpCommand`."""
+
+    command_class = HelpCommand
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         from sirst_synth.run.lock import set_command_line
@@ -133,6 +241,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     logging.addLevelName(logging.INFO, "info")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:  # joblib's notes on results left unused by a run stopped early are not the user's business
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"joblib(\.|$)")
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -155,7 +265,8 @@ def check_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
 
 
 def run_options(fn: Callable[..., Any], resume: bool = True) -> Callable[..., Any]:
-    """-j, --backend, --scheduler, --skip-invalid, --force, --resume."""
+    """-j, --backend, --scheduler, --skip-invalid, --force, --resume (not with ``resume=False``:
+    a command that writes its output in one piece at the end has nothing to resume)."""
     if resume:
         fn = click.option("--resume", is_flag=True,
                           help="Finish an interrupted run in the output folder (same parameters and source required).")(fn)
@@ -186,10 +297,16 @@ def noise_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 FIT = click.Choice(FITS)
 
 
-def alpha_option(fn: Callable[..., Any], default: float | None = None) -> Callable[..., Any]:
+def alpha_option(default: float | None = None) -> Callable[..., Any]:
+    """--alpha, with ``default`` (else required)."""
     extra = {"default": default, "show_default": True} if default is not None else {"required": True}
     return click.option("--alpha", type=float, callback=method_range("--alpha"),
-                        help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)(fn)
+                        help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)
+
+
+def fit_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--fit", default="resize", show_default=True, type=FIT,
+                        help="Fit the patch to the image: bilinear resize, or tile (keeps its grain).")(fn)
 
 
 def s_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -205,4 +322,5 @@ def channels_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("--seed"))(fn)
+    return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("--seed"),
+                        help="Seed of every random draw (noise patches, plan order): same seed, same bytes.")(fn)

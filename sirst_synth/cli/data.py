@@ -5,21 +5,23 @@ numpy, OpenCV and h5py are imported inside the commands, so ``sirst-synth --help
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sirst_synth.cli.app import (
-    FIT,
     OptionValueError,
     alpha_option,
     channels_option,
+    fit_option,
     friendly_errors,
     in_range,
     main,
     method_range,
     noise_options,
+    option_groups,
     run_options,
     s_option,
     seed_option,
@@ -27,6 +29,11 @@ from sirst_synth.cli.app import (
     source_options,
     summary,
 )
+from sirst_synth.store.layout import INFO_NAME
+
+#: the option sections of the commands that read a source and write a dataset (or a bank)
+INPUT = ("src", "split", "train_list", "test_list")
+RUN = ("n_jobs", "backend", "scheduler", "skip_invalid", "force", "resume")
 
 #: the folder layouts of ``build --layout`` (those ``export --to`` writes)
 LAYOUTS = ("dnanet", "basicirstd", "coco", "folders", "mshnet", "points", "voc", "yolo")
@@ -53,29 +60,65 @@ def _workers(backend: str, scheduler: str | None):
     return workers(backend, scheduler)
 
 
+def _skipped_ids(out: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Split -> the ids ``--skip-invalid`` left out, and the record's ``source`` (valid ids per split)."""
+    from sirst_synth.store.reader import open_dataset
+
+    source = (open_dataset(out).info() or {}).get("source") or {}
+    found: dict[str, list[str]] = {}
+    for item in source.get("skipped_invalid") or []:
+        found.setdefault(str(item.get("split")), []).append(str(item.get("id")))
+    return found, source
+
+
+def _few(ids: list[str], shown: int = 5) -> str:
+    return ", ".join(ids[:shown]) + (f", ... ({len(ids) - shown} more)" if len(ids) > shown else "")
+
+
+def _warn_skipped(s: dict[str, Any]) -> str:
+    """Warn which split lost which ids to ``--skip-invalid``; return the summary's ", N skipped (...)"."""
+    if not s["skipped"]:
+        return ""
+    found, source = _skipped_ids(s["out"])
+    if not found:
+        return f", {s['skipped']} skipped"
+    parts = [f"{len(ids)} of {len(ids) + int(source.get(split) or 0)} {split} ids ({_few(ids)})"
+             for split, ids in found.items()]
+    click.echo(f"warning: --skip-invalid left out {' and '.join(parts)}; the reasons are in {INFO_NAME} "
+               "(source.skipped_invalid)", err=True)
+    return f", {s['skipped']} skipped ({', '.join(f'{len(ids)} {split}' for split, ids in found.items())})"
+
+
 def _counts_line(command: str, s: dict[str, Any]) -> str:
     parts = [f"{s['train']} train ({s['original']} original, {s['displaced']} displaced, {s['negative']} negative)",
              f"{s['test']} test"]
-    skipped = f", {s['skipped']} skipped" if s["skipped"] else ""
+    skipped = _warn_skipped(s)
     how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(str(s.get("resumed")), "")
     return f"{command}: {' + '.join(parts)} images{skipped} -> {s['out']}{how} in {s['seconds']:.1f} s"
 
 
+@option_groups({"Input": INPUT, "Method": ("grid", "max_var", "max_mean"), "Output": ("out",), "Run": RUN})
 @main.command("sample-noise")
 @source_options
 @noise_options
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Noise bank file (HDF5).")
-@run_options
+@partial(run_options, resume=False)  # the bank is written in one piece at the end: nothing to resume
 @friendly_errors
 def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean, out, n_jobs, backend, scheduler,
-                     skip_invalid, force, resume):
-    """Cut noise-prone regions of the train images into a noise bank (HDF5)."""
+                     skip_invalid, force):
+    """Sample the train images' noise into a bank.
+
+    Cut the noise-prone regions of the train images (a grid of regions with 0 < variance <
+    --max-var, 0 < mean < --max-mean and no target pixel) into a noise bank, one HDF5 file.
+    Test images are never read for noise.
+
+    \b
+    Example:
+      sirst-synth sample-noise --src NUDT-SIRST -o noise.h5
+    """
     from sirst_synth.plan.params import NoiseParams
     from sirst_synth.run.stages.sample_noise import SampleNoise
 
-    if resume:
-        raise OptionValueError("sample-noise writes one file at the end, so there is nothing to resume; "
-                               "run it again (with --force to replace the file)")
     ds = _open(src, split, train_list, test_list)
     with _workers(backend, scheduler):
         s = SampleNoise(NoiseParams(grid, max_var, max_mean)).run(ds, out, _opts(n_jobs, skip_invalid, force))
@@ -84,14 +127,16 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
             f"{skipped} -> {out} in {s['seconds']:.1f} s")
 
 
+@option_groups({"Input": (*INPUT, "noise_path"), "Method": ("alpha", "rounds", "fit", "seed"),
+                "Output": ("out", "channels"), "Run": RUN})
 @main.command("displace")
 @source_options
 @click.option("--noise", "noise_path", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Noise bank from sample-noise.")
-@alpha_option
+@alpha_option()
 @click.option("--rounds", default=1, show_default=True, type=int, callback=method_range("--rounds"),
               help="Displaced versions per train image.")
-@click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
+@fit_option
 @seed_option
 @channels_option
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
@@ -99,7 +144,15 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
 @friendly_errors
 def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, fit, seed, channels, out, n_jobs, backend,
                  scheduler, skip_invalid, force, resume):
-    """Copy a dataset and add Noise2Noise-displaced versions of its train images."""
+    """Add noise-displaced copies of train images.
+
+    Copy a dataset and add Noise2Noise-displaced versions of its train images: I_mix = a*N +
+    (1-a)*I, with N a noise-bank patch fitted to the image, --rounds versions per image.
+
+    \b
+    Example:
+      sirst-synth displace --src NUDT-SIRST --noise noise.h5 --alpha 0.1 -o displaced
+    """
     from sirst_synth.plan.params import DisplaceParams
     from sirst_synth.run.stages.displace import Displace
 
@@ -110,6 +163,7 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
     summary(_counts_line("displace", s))
 
 
+@option_groups({"Input": INPUT, "Method": ("s", "kinds"), "Output": ("out", "channels"), "Run": RUN})
 @main.command("negaug")
 @source_options
 @s_option
@@ -122,7 +176,15 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
 @run_options
 @friendly_errors
 def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_jobs, backend, scheduler, skip_invalid, force, resume):
-    """Copy a dataset and add the rotated negatives of every target of its train images."""
+    """Add rotated negatives of every target.
+
+    Copy a dataset and add, for every target of its train images, the image with the target's
+    s x s window rotated by 90, 180 and 270 degrees (a rotation that repeats the window is skipped).
+
+    \b
+    Example:
+      sirst-synth negaug --src displaced --s 3 --only displaced -o with-negatives
+    """
     from sirst_synth.plan.params import NegaugParams
     from sirst_synth.run.stages.negaug import Negaug
 
@@ -133,10 +195,12 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
     summary(_counts_line("negaug", result))
 
 
+@option_groups({"Input": INPUT,
+                "Method": ("alpha", "s", "total", "seed", "fit", "grid", "max_var", "max_mean"),
+                "Output": ("out", "fmt", "layout", "name", "channels"), "Run": RUN})
 @main.command("build")
 @source_options
-@click.option("--alpha", default=0.1, show_default=True, type=float, callback=method_range("--alpha"),
-              help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].")
+@alpha_option(default=0.1)
 @s_option
 @click.option("-o", "--out", default=None, type=click.Path(path_type=Path),
               help="Output dataset folder, or HDF5 file with --format h5.  [default: SIRST-5K or SIRST-5K.h5]")
@@ -155,13 +219,22 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
               help="Training images in the output, originals included.")
 @seed_option
 @channels_option
-@click.option("--fit", default="resize", show_default=True, type=FIT, help="Fit the patch to the image: bilinear resize or tiling.")
+@fit_option
 @noise_options
 @run_options
 @friendly_errors
 def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, name, total, seed, channels, fit, grid,
               max_var, max_mean, n_jobs, backend, scheduler, skip_invalid, force, resume):
-    """Build the SIRST-5K training set (noise bank, displacement, negatives) from a source dataset."""
+    """Build SIRST-5K from a source dataset.
+
+    Build the SIRST-5K training set from a source dataset in one run: the noise bank, rounds of
+    displacement and the negatives, --total training images in all (originals included); the test
+    split is copied unchanged, so the output is a complete dataset.
+
+    \b
+    Example:
+      sirst-synth build --src NUDT-SIRST -o SIRST-5K
+    """
     from sirst_synth.plan.params import BuildParams, NoiseParams
     from sirst_synth.run.stages.build import Build
     from sirst_synth.run.stages.build_h5 import BuildH5
@@ -179,11 +252,13 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, nam
 
         stage = BuildLayout(layout, params, name)
     out = out or Path("SIRST-5K" if fmt == "png" else "SIRST-5K.h5")
+    click.get_current_context().params["out"] = out  # where an interrupted run lies (friendly_errors)
     with _workers(backend, scheduler):
         result = stage.run(ds, out, opts)
     summary(_counts_line("build", result))
 
 
+@option_groups({"Dataset": ("n_images", "seed")})
 @main.command("demo-data")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("-n", "--images", "n_images", default=40, show_default=True, type=int, callback=in_range(2),
@@ -191,7 +266,15 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, nam
 @seed_option
 @friendly_errors
 def demo_data_cmd(out, n_images, seed):
-    """Write a small synthetic SIRST-like dataset (no download needed)."""
+    """Write a small synthetic SIRST-like dataset.
+
+    Gray images with small bright targets and their masks, in the DNANet layout (split 50_50):
+    no download needed, for trying the commands.
+
+    \b
+    Example:
+      sirst-synth demo-data demo
+    """
     import time
 
     from sirst_synth.store.demo import make_demo_dataset

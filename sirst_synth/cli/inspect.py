@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from sirst_synth.cli.app import check_jobs, friendly_errors, in_range, main, settings, summary
+from sirst_synth.cli.app import OptionValueError, check_jobs, friendly_errors, in_range, main, option_groups, settings, summary
 from sirst_synth.errors import PreviewError, RecordError
 
 
@@ -59,6 +60,21 @@ def dataset_options(fn):
     return fn
 
 
+def _sheet_width(ctx: click.Context, param: click.Parameter, value: int) -> int | None:
+    """--size: 0 (no limit: None) or a width that holds three cells of the smallest tile."""
+    from sirst_synth.inspect.preview import MIN_TILE, PAD
+
+    least = PAD + 3 * (MIN_TILE + PAD)
+    if value != 0 and value < least:
+        raise OptionValueError(f"--size must be 0 (no limit) or >= {least}, got {value}")
+    return value or None
+
+
+INPUT = ("split", "train_list", "test_list")
+
+
+@option_groups({"Input": INPUT, "Sheet": ("ids", "n_rows", "seed", "round_", "tile", "width"),
+                "Output": ("out", "force")})
 @main.command("preview")
 @dataset_options
 @click.option("--id", "ids", multiple=True,
@@ -71,19 +87,28 @@ def dataset_options(fn):
 @click.option("--round", "round_", type=int, callback=in_range(0),
               help="Show the displaced image of this round [default: each source's lowest round].")
 @click.option("--tile", default=256, show_default=True, type=int, callback=in_range(32),
-              help="Side of each image's box on the sheet, pixels (images are scaled to fit).")
+              help="Largest side of each image's box on the sheet, pixels (images are scaled to fit).")
+@click.option("--size", "width", default=1600, show_default=True, type=int, callback=_sheet_width,
+              help="Widest sheet, pixels: the boxes shrink (to 96 px) and then a row shows fewer negatives "
+                   "to fit. 0: no limit.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Sheet file (.png).")
 @click.option("--force", is_flag=True, help="Replace an existing sheet file.")
 @friendly_errors
-def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, round_, tile, out, force):
-    """Draw a sheet of a built dataset: per source image, original | displaced | its negatives.
+def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, round_, tile, width, out, force):
+    """Draw a sheet of a built dataset's images.
 
-    Every target's s x s window is outlined; zoomed insets show each negative's window before and
-    after rotation. Ids and parameters come from manifest.csv and sirst-synth.json.
+    One row per source image: original | displaced | its negatives. Every target's s x s window
+    is outlined; zoomed insets show each negative's window before and after rotation; a row
+    without negatives says why. Ids and parameters come from manifest.csv and sirst-synth.json.
+
+    \b
+    Example:
+      sirst-synth preview SIRST-5K -n 4 -o sheet.png
     """
     from sirst_synth.inspect.info import build_record
     from sirst_synth.inspect.preview import choose_rows, preview_sheet
 
+    start = time.perf_counter()
     _check_out(out, dataset, force)
     ds = _open(dataset, split, train_list, test_list)
     manifest = ds.manifest()
@@ -97,12 +122,13 @@ def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, ro
     kinds = ("train", "original", "displaced", "negative", "test")
     header = [f"{dataset}: " + ", ".join(f"{counts[k]} {k}" for k in kinds if k in counts),
               f"{record.get('command', 'built')}: " + " ".join(f"{k}={v}" for k, v in params.items())]
-    sheet = preview_sheet(ds, rows, s=int(params.get("s", 3)), tile=tile, header=header)
+    sheet = preview_sheet(ds, rows, s=int(params.get("s", 3)), tile=tile, header=header, width=width)
     _write_sheet(out, sheet)
     summary(f"preview: {len(rows)} rows ({', '.join(r.source_id for r in rows)}), "
-             f"{sheet.shape[1]}x{sheet.shape[0]} -> {out}")
+            f"{sheet.shape[1]}x{sheet.shape[0]} -> {out} in {time.perf_counter() - start:.1f} s", err=True)
 
 
+@option_groups({"Sheet": ("n_patches", "seed", "raw"), "Output": ("out", "force")})
 @main.command("preview-noise")
 @click.argument("bank_path", metavar="NOISE.h5", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("-n", "n_patches", default=64, show_default=True, type=int, callback=in_range(1),
@@ -114,10 +140,19 @@ def preview_command(dataset, split, train_list, test_list, ids, n_rows, seed, ro
 @click.option("--force", is_flag=True, help="Replace an existing sheet file.")
 @friendly_errors
 def preview_noise_command(bank_path, n_patches, seed, raw, out, force):
-    """Draw a sheet of noise-bank patches (source id, variance, mean) with a histogram of variances."""
+    """Draw a sheet of noise-bank patches.
+
+    Patches drawn at random from a noise bank, each with its source id, variance and mean, and a
+    histogram of the bank's variances.
+
+    \b
+    Example:
+      sirst-synth preview-noise noise.h5 -n 32 -o noise.png
+    """
     from sirst_synth.inspect.preview_noise import noise_sheet
     from sirst_synth.store.noisebank import NoiseBank
 
+    start = time.perf_counter()
     _check_out(out, bank_path, force)
     with NoiseBank(bank_path) as bank:
         a = bank.attrs
@@ -127,9 +162,10 @@ def preview_noise_command(bank_path, n_patches, seed, raw, out, force):
         sheet = noise_sheet(bank, n_patches, seed, raw, header)
     _write_sheet(out, sheet)
     summary(f"preview-noise: {min(n_patches, len(bank))} of {len(bank)} patches, "
-             f"{sheet.shape[1]}x{sheet.shape[0]} -> {out}")
+            f"{sheet.shape[1]}x{sheet.shape[0]} -> {out} in {time.perf_counter() - start:.1f} s", err=True)
 
 
+@option_groups({"Input": INPUT, "Output": ("as_json", "fingerprint"), "Run": ("n_jobs",)})
 @main.command("info")
 @dataset_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
@@ -140,17 +176,28 @@ def preview_noise_command(bank_path, n_patches, seed, raw, out, force):
               help="Worker processes (-1: all cores).")
 @friendly_errors
 def info_command(dataset, split, train_list, test_list, as_json, fingerprint, n_jobs):
-    """Describe a dataset (source or built): images per split, sizes, channel modes, targets, the
-    train images' mean and std (img_norm_cfg), and for a built dataset its counts per kind and
-    round, its build parameters and its runs."""
+    """Describe a dataset (source or built).
+
+    Images per split, sizes, channel modes, targets, the train images' mean and std
+    (img_norm_cfg), and for a built dataset its counts per kind and round, its build parameters
+    and its runs.
+
+    \b
+    Example:
+      sirst-synth info NUDT-SIRST
+    """
     from sirst_synth.inspect.info import dataset_info, format_info
 
+    start = time.perf_counter()
     ds = _open(dataset, split, train_list, test_list)
-    if fingerprint:
+    if fingerprint:  # its one line is the summary
         _print_fingerprint(ds, as_json)
         return
     info = dataset_info(ds, n_jobs, progress=settings().progress and not as_json)
     click.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+    images, bad = info["images"], len(info["problems"])
+    summary(f"info: {dataset}: {images['train']} train + {images['test']} test images, {info['kind']} dataset"
+            f"{f', {bad} unreadable' if bad else ''}, in {time.perf_counter() - start:.1f} s", err=True)
 
 
 def _print_fingerprint(ds, as_json: bool) -> None:
@@ -169,6 +216,7 @@ def _print_fingerprint(ds, as_json: bool) -> None:
                           indent=2))
 
 
+@option_groups({"Check": ("strict",), "Run": ("n_jobs",)})
 @main.command("verify")
 @click.argument("root", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
@@ -176,24 +224,47 @@ def _print_fingerprint(ds, as_json: bool) -> None:
 @click.option("--strict", is_flag=True,
               help="Fail on foreign files too (files sirst-synth never writes, such as a trainer's value_result/).")
 def verify_command(root: Path, n_jobs: int, strict: bool) -> None:
-    """Check a built dataset against manifest.csv and sirst-synth.json (exit 1 when anything is wrong).
+    """Check a build against its manifest and record.
 
-    Files a trainer adds beside the tool's (value_result/, logs) are listed as foreign and fail
-    only with --strict."""
+    Every file manifest.csv lists must be present, hash as recorded and decode; the split lists
+    and sirst-synth.json's counts must agree with it (exit 1 when anything is wrong). Files a
+    trainer adds beside the tool's (value_result/, logs) are listed as foreign and fail only with
+    --strict.
+
+    \b
+    Example:
+      sirst-synth verify SIRST-5K
+    """
     from sirst_synth.inspect.verify import verify_report
 
     flags = settings()
+    start = time.perf_counter()
     report = friendly_errors(verify_report)(root, n_jobs, flags.progress)
     for line in report.problems + report.foreign + report.results:
         click.echo(line)
     failed = bool(report.problems) or (strict and bool(report.foreign))
-    if not flags.quiet:
-        n, f = len(report.problems), len(report.foreign)
-        extra = (f"; {f} foreign entr{'ies' if f != 1 else 'y'} "
-                 f"({'a failure with --strict' if strict else 'not checked; --strict fails on them'})" if f else "")
-        if report.problems:
-            click.echo(f"verify: {root}: {n} problem{'s' if n != 1 else ''}{extra}")
-        else:
-            click.echo(f"verify: {root} intact: {report.images} images, {2 * report.images} files, "
-                       f"hashes equal{extra}")
+    summary(verify_verdict(report, root, strict, time.perf_counter() - start), err=True)
     sys.exit(1 if failed else 0)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def verify_verdict(report, root: Path, strict: bool, seconds: float) -> str:
+    """One verdict line: intact, or what fails (problems; with --strict, foreign entries too), with
+    the seconds, then the foreign entries left unchecked without --strict."""
+    foreign = _count(len(report.foreign), "foreign entry", "foreign entries")
+    files = f"{report.images} images, {2 * report.images} files, hashes equal"
+    if report.problems:
+        what = _count(len(report.problems), "problem", "problems")
+        if report.foreign and strict:
+            what += f" and {foreign} (--strict)"
+        line = f"verify: {root} fails: {what}, in {seconds:.1f} s"
+    elif report.foreign and strict:
+        line = f"verify: {root} fails --strict: {foreign} (its own {files}), in {seconds:.1f} s"
+    else:
+        line = f"verify: {root} intact: {files}, in {seconds:.1f} s"
+    if report.foreign and not strict:
+        line += f"; {foreign} not checked (--strict fails on {'it' if len(report.foreign) == 1 else 'them'})"
+    return line

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from sirst_synth.cli.app import friendly_errors, in_range, main, settings, summary
+from sirst_synth.cli.app import friendly_errors, in_range, main, option_groups, settings, summary
 from sirst_synth.cli.inspect import _open, dataset_options
 
 IMPORT_FORMATS = ("sirst", "sirst-v2", "irstd-1k", "basicirstd", "folders", "dnanet")
@@ -33,6 +34,7 @@ def _warn(line: str) -> None:
     click.echo(f"warning: {line}", err=True)
 
 
+@option_groups({"Input": ("split_name", "mask_threshold", "skip_mismatched"), "Output": ("out", "force")})
 @main.command("import")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(IMPORT_FORMATS))
 @click.argument("src", type=click.Path(path_type=Path))
@@ -47,8 +49,11 @@ def _warn(line: str) -> None:
               help="Replace what sirst-synth wrote in a non-empty output folder (other files stay).")
 @friendly_errors
 def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, force):
-    """Read a benchmark as released (FORMAT) from SRC and write it in the DNANet layout:
-    images/, masks/ (0/255), one split folder per released split, import-manifest.csv, import.json.
+    """Convert a released benchmark to this layout.
+
+    Read a benchmark as its authors release it (FORMAT) from SRC and write it in the DNANet
+    layout: images/, masks/ (0/255), one split folder per released split, import-manifest.csv,
+    import.json.
 
     \b
     sirst       images/<id>.png, masks/<id>_pixels0.png, idx_*/{trainval,test}.txt
@@ -57,12 +62,17 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
     basicirstd  images/, masks/ (.png/.bmp/.jpg), img_idx/{train,test}_<name>.txt
     folders     {trainval|train}/{images,masks}, test/{images,masks}
     dnanet      images/, masks/, <split>/{train,test}.txt (validated and copied)
+
+    \b
+    Example:
+      sirst-synth import sirst SIRST -o SIRST-dnanet
     """
     from sirst_synth.errors import IdError, ImportProblems
     from sirst_synth.interop.ids import id_problem
     from sirst_synth.interop.importers import read_release
     from sirst_synth.interop.writer import write_import
 
+    start = time.perf_counter()
     if split_name is not None and (id_problem(split_name) or "/" in split_name):
         raise IdError(f"--split-name {split_name!r}: not a plain folder name")
     try:
@@ -78,9 +88,11 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
         _warn(line)
     splits = ", ".join(f"{n} ({len(p['train'])} train / {len(p['test'])} test)" for n, p in sorted(release.splits.items()))
     summary(f"import {fmt}: {report.images} images, {report.converted_images} re-encoded to PNG, "
-             f"{len(report.binarised)} masks binarised; splits {splits} -> {out}")
+            f"{len(report.binarised)} masks binarised; splits {splits} -> {out} in {time.perf_counter() - start:.1f} s",
+            err=True)
 
 
+@option_groups({"Input": ("split", "train_list", "test_list"), "Output": ("fmt", "out", "name", "copy", "force")})
 @main.command("export")
 @dataset_options
 @click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Layout to write.")
@@ -93,7 +105,9 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
               help="Replace an earlier export there (only the files sirst-synth wrote; other files stay).")
 @friendly_errors
 def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, force):
-    """Write DATASET in the layout a trainer reads (FORMAT), hard-linking its files. basicirstd,
+    """Write a dataset in a trainer's layout.
+
+    Write DATASET in the layout a trainer reads (--to), hard-linking its files. basicirstd,
     dnanet and points add the folder OUT/<name>/ beside the datasets OUT holds (a trainer's
     datasets/); the others write OUT.
 
@@ -106,6 +120,10 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     yolo        images/{train,val}, labels/{train,val}, data.yaml
     coco        images/, annotations/instances_{train,test}.json
     points      basicirstd + masks_centroid/, points.json, points.csv (LESPS, PAL)
+
+    \b
+    Example:
+      sirst-synth export SIRST-5K --to basicirstd -o datasets
     """
     from sirst_synth.errors import ExportError
     from sirst_synth.interop.exporters import check_name, export_target, run_export, target_hint

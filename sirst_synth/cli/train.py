@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from sirst_synth.cli.app import friendly_errors, main, settings
+from sirst_synth.cli.app import OptionValueError, friendly_errors, main, option_groups, settings
 from sirst_synth.errors import DatasetError
 from sirst_synth.method.choices import FITS
 
@@ -27,8 +27,17 @@ PRECISION_HELP = ("Numeric precision: fp32, tf32, bf16, fp16 (with loss scaling)
                   "(docs/experiment.md: bf16 trains this model worse).")
 POSITIVE = click.IntRange(min=1)
 SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
+DEVICE_HELP = "Where the model runs: cuda, cpu, or auto (cuda when present)."
 
 
+@option_groups({
+    "Data": ("data", "split", "train_list", "test_list", "eval_data", "crop", "loader", "workers",
+             "synth", "noise", "alpha", "s", "fit"),
+    "Model and loss": ("width", "iou", "neg_loss", "precision", "compile_"),
+    "Schedule": ("steps", "epochs", "steps_per_epoch", "batch_size", "lr"),
+    "Scoring": ("eval_every", "eval_images", "curve_images"),
+    "Run": ("out", "resume", "smoke", "device", "seed", "threads", "log_every", "save_every_min", "stop_after_min"),
+})
 @main.command("train")
 @click.option("--data", type=click.Path(),
               help="Training dataset: a folder (DNANet layout) or a build --format h5 file. Required unless --resume.")
@@ -52,8 +61,9 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
               help="Soft-IoU pooled over the batch (DNANet, BasicIRSTD) or per image (Eq. 8 read per sample).")
 @click.option("--neg-loss", type=click.Choice(["sum", "min", "none"]), default="sum", show_default=True,
               help="Over a group's views: sum (Eq. 9, views pooled), min (Algorithm 2), none (no groups).")
-@click.option("--device", type=DEVICES, default="auto", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--device", type=DEVICES, default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the model's initialisation, the batches and the crops.")
 @click.option("--width", default=32, show_default=True, type=POSITIVE,
               help="Base channel count of the U-Net (32: 8.69 M parameters).")
 @click.option("--crop", default=256, show_default=True, type=int, help="Training crop side, a multiple of 16.")
@@ -91,9 +101,14 @@ SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own
 @click.pass_context
 @friendly_errors
 def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool | None, **options: Any) -> None:
-    """Train the reference U-Net + AFF model (Soft-IoU + group loss, Adagrad, cosine schedule over steps).
+    """Train the reference U-Net + AFF model.
 
-    Writes last.pt, best.pt (best eval mIoU), log.csv and metrics.json into the run folder.
+    Soft-IoU + group loss, Adagrad, cosine schedule over the steps. Writes last.pt, best.pt (best
+    eval mIoU), log.csv and metrics.json into the run folder.
+
+    \b
+    Example:
+      sirst-synth train --data SIRST-5K --eval-data NUDT-SIRST -o runs/sirst5k
     """
     options["compile"] = compile_
     given = {name: value for name, value in options.items()
@@ -106,7 +121,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
                 options[name] = given[name] = value
         options["smoke"] = True
     if options["crop"] < 16 or options["crop"] % 16:
-        raise click.BadParameter("must be a positive multiple of 16", param_hint="--crop")
+        raise OptionValueError(f"--crop must be a positive multiple of 16, got {options['crop']}")
     for name in ("data", "eval_data", "noise"):
         if options[name] is not None:
             options[name] = given[name] = os.path.abspath(options[name])
@@ -124,6 +139,8 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
         ctx.exit(130 if summary["stopped"] == "SIGINT" else 143)
 
 
+@option_groups({"Input": ("checkpoint", "pred", "data", "split", "train_list", "test_list", "part"),
+                "Output": ("as_json", "save_pred"), "Run": ("device", "batch_size", "precision", "threads")})
 @main.command("eval")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint (last.pt or best.pt) to score.")
 @click.option("--pred", type=click.Path(file_okay=False),
@@ -137,7 +154,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
               help="Which list to score.")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"mIoU", "nIoU", "Pd", "Fa", "images", "targets"}.')
 @click.option("--save-pred", type=click.Path(file_okay=False), help="Write the model's predicted masks (0/255 PNG) here.")
-@click.option("--device", type=DEVICES, default="auto", show_default=True)
+@click.option("--device", type=DEVICES, default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE,
               help="Images per forward pass (same-size images only).")
 @click.option("--precision", type=PRECISIONS, default="auto", show_default=True, help=PRECISION_HELP)
@@ -148,7 +165,14 @@ def eval_command(
     part: str, as_json: bool, save_pred: str | None, device: str, batch_size: int, precision: str,
     threads: int | None,
 ) -> None:
-    """Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa."""
+    """Score a model or predicted masks.
+
+    Score a checkpoint, or a folder of predicted masks, on a dataset split: mIoU, nIoU, Pd, Fa.
+
+    \b
+    Example:
+      sirst-synth eval --checkpoint runs/sirst5k/best.pt --data NUDT-SIRST
+    """
     if (checkpoint is None) == (pred is None):
         raise click.UsageError("give exactly one of --checkpoint and --pred")
     if save_pred is not None and checkpoint is None:
@@ -233,6 +257,12 @@ COMPARE_SHARES = ("split", "train_list", "test_list", "batch_size", "lr", "iou",
                   "crop", "loader", "log_every", "save_every_min", "stop_after_min", "precision", "compile_")
 
 
+@option_groups({
+    "Study": ("arms", "test", "seeds", "steps", "curve_every", "curve_images"),
+    "Training (as train's)": ("split", "train_list", "test_list", "batch_size", "lr", "iou", "neg_loss", "width", "crop",
+                              "loader", "precision", "compile_"),
+    "Run": ("out", "jobs", "device", "log_every", "save_every_min", "stop_after_min"),
+})
 @main.command("compare")
 @click.option("--arm", "arms", multiple=True, required=True, metavar="NAME=PATH",
               help="A training set: its name and dataset (repeat; the first is the baseline). "
@@ -252,14 +282,16 @@ COMPARE_SHARES = ("split", "train_list", "test_list", "batch_size", "lr", "iou",
 @friendly_errors
 def compare_command(ctx: click.Context, arms: tuple[str, ...], test: str, seeds: str, steps: int,
                     curve_every: int | None, curve_images: int, jobs: int, out: str, **shared: Any) -> None:
-    """Train the same model on several training sets at equal steps, several seeds; one test set.
+    """Compare training sets at equal steps.
 
+    Train the same model on several training sets at equal steps, several seeds; one test set.
     Writes table.md, table.json (per run, per arm mean ± std, paired difference to the first arm)
-    and curves.png (mIoU and Fa against steps). Example:
+    and curves.png (mIoU and Fa against steps).
 
     \b
-        sirst-synth compare --arm real=NUDT-SIRST --arm synth=SIRST-5K \\
-            --test NUDT-SIRST --seeds 0,1,2 --steps 2000 -o study/
+    Example:
+      sirst-synth compare --arm real=NUDT-SIRST --arm synth=SIRST-5K \\
+        --test NUDT-SIRST --seeds 0,1,2 --steps 2000 -o study/
     """
     from sirst_synth.train.compare import Study, parse_arm, parse_seeds, run_study
     from sirst_synth.train.report import write_report

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from sirst_synth.errors import PreviewError
-from sirst_synth.method.negatives import window_origin
+from sirst_synth.method.negatives import negatives, window_origin
 from sirst_synth.method.targets import Target, find_targets
 from sirst_synth.plan.seeding import rng_for
 from sirst_synth.store.reader import DatasetReader
@@ -32,9 +32,10 @@ TEXT = (235, 235, 235)
 OUTLINE = (255, 40, 40)       #: red: the s x s window of every target
 ROTATED = (255, 0, 255)       #: magenta: the window a negative rotates (stands out on white too)
 _FONT, _SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.4
-
-
-
+#: the widest sheet by default: what a screen shows without zooming out
+SHEET_WIDTH = 1600
+#: the smallest tile the sheet's width shrinks an image to; past it, a row shows fewer negatives
+MIN_TILE = 96
 
 # -- drawing helpers (shared with the noise-bank sheet) ---------------------------------------
 
@@ -217,6 +218,18 @@ class Layout:
         return y + self.tile + 2 + (TEXT_LINES + 1) * LINE + 1, x + 1 + which * (self.inset + 2 + PAD)
 
 
+def fit_layout(tile: int, s: int, columns: int, width: int | None) -> tuple[Layout, int]:
+    """The layout of a sheet of ``columns`` cells per row at most ``width`` pixels wide (None: any
+    width), and the cells a row shows: the tile shrinks from ``tile`` (to :data:`MIN_TILE` at least)
+    until every cell fits, else a row shows as many as fit (3 at least)."""
+    layout = Layout(tile, s)
+    if width is None:
+        return layout, columns
+    while layout.size(1, columns)[1] > width and layout.tile > MIN_TILE:
+        layout = Layout(layout.tile - 1, s)
+    return layout, min(columns, max(3, (width - PAD) // (layout.cell_w + PAD)))
+
+
 def context_origin(y0: int, x0: int, s: int, height: int, width: int) -> tuple[int, int, int, int]:
     """The inset's crop around the window at (y0, x0): top, left, rows, columns (shifted inside)."""
     ch, cw = min(s + 2 * MARGIN, height), min(s + 2 * MARGIN, width)
@@ -275,14 +288,15 @@ def _row_s(rows: dict[str, dict[str, str]], row: PreviewRow, default: int) -> in
 
 
 def preview_sheet(ds, rows: Sequence[PreviewRow], s: int = 3, tile: int = 256,
-                  header: Sequence[str] = ()) -> np.ndarray:
+                  header: Sequence[str] = (), width: int | None = SHEET_WIDTH) -> np.ndarray:
     """The RGB sheet (uint8) of ``rows`` of dataset ``ds`` (anything with read_image, read_mask and
-    manifest). ``s`` is the window side when a row has no negative to say it; up to two ``header``
-    lines are written at the top, then a legend."""
+    manifest), at most ``width`` pixels wide (None: as wide as the rows need; see :func:`fit_layout`).
+    ``s`` is the window side when a row has no negative to say it; up to two ``header`` lines are
+    written at the top, then a legend. A row without negatives says why in their place."""
     manifest = ds.manifest() or {}
     sides = [_row_s(manifest, r, s) for r in rows]
-    layout = Layout(tile, max(sides, default=s))
-    columns = 2 + max((len(r.negatives) for r in rows), default=0)
+    columns = 2 + max((max(len(r.negatives), 1) for r in rows), default=0)
+    layout, columns = fit_layout(tile, max(sides, default=s), columns, width)
     sheet = np.empty((*layout.size(len(rows), columns), 3), dtype=np.uint8)
     sheet[:] = BACKGROUND
     width = sheet.shape[1] - 2 * PAD
@@ -291,7 +305,7 @@ def preview_sheet(ds, rows: Sequence[PreviewRow], s: int = 3, tile: int = 256,
     for i, line in enumerate([*header[: HEADER_LINES - 1], legend]):
         put_text(sheet, line, PAD + i * LINE, PAD, width)
     for r, (row, side) in enumerate(zip(rows, sides)):
-        _draw_row(sheet, layout, r, ds, manifest, row, side)
+        _draw_row(sheet, layout, r, ds, manifest, row, side, columns - 2)
     return sheet
 
 
@@ -301,8 +315,20 @@ def _text_lines(sheet: np.ndarray, layout: Layout, r: int, c: int, lines: Sequen
         put_text(sheet, line, y + layout.tile + 2 + i * LINE, x, layout.cell_w)
 
 
+def no_negatives_reason(image: np.ndarray, mask: np.ndarray, targets: list[Target], s: int) -> list[str]:
+    """Why an image has no negative on the sheet, in lines: no target; every target's window
+    rotation-symmetric (each rotation would repeat the image, docs/method.md section 4); or none
+    generated although the method gives some."""
+    if not targets:
+        return ["no negatives:", "no target in this image", "(a negative rotates a target's window)"]
+    if min(image.shape[:2]) < s or next(negatives(image, mask, targets, s), None) is None:
+        return ["no negatives: each target's", f"{s}x{s} window is rotation-symmetric:", "a rotation would repeat the image"]
+    return ["no negatives generated:", "the build's --total ended first,", "or negaug --only left them out"]
+
+
 def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds: DatasetReader, manifest: dict[str, dict[str, str]],
-              row: PreviewRow, s: int) -> None:
+              row: PreviewRow, s: int, shown: int) -> None:
+    """Row ``r``: original, displaced, then up to ``shown`` negatives (or why there are none)."""
     assert row.base is not None, "a preview row has its group's image"
     base_image = ds.read_image(row.base)
     base_mask = ds.read_mask(row.base)
@@ -316,8 +342,9 @@ def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds: DatasetReader, mani
     if original is not None:
         h, w = original.shape[:2]
         _draw_tile(sheet, original, y, x, layout.tile, windows, None)
+        more = f" ({shown} shown)" if len(row.negatives) > shown else ""
         _text_lines(sheet, layout, r, 0, [f"{row.original} (original)", f"{w}x{h} {_mode(original)}",
-                                          f"{len(targets)} target(s), windows {s}x{s}"])
+                                          f"{len(targets)} target(s), {len(row.negatives)} negative(s){more}"])
     else:
         _text_lines(sheet, layout, r, 0, [f"{row.source_id}: original not in this dataset"])
 
@@ -334,7 +361,11 @@ def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds: DatasetReader, mani
         _text_lines(sheet, layout, r, 1, ["no displaced image"])
 
     # negatives: the rotated window before (group image) and after
-    for c, neg_id in enumerate(row.negatives, start=2):
+    if not row.negatives:
+        y, x = layout.cell(r, 2)
+        for i, line in enumerate(no_negatives_reason(base_image, base_mask, targets, s)):
+            put_text(sheet, line, y + i * LINE, x, layout.cell_w)
+    for c, neg_id in enumerate(row.negatives[:shown], start=2):
         m = manifest[neg_id]
         image = ds.read_image(neg_id)
         ns = int(m["s"] or s)

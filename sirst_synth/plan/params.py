@@ -17,26 +17,32 @@ from sirst_synth.store.layout import KINDS
 
 @dataclass(frozen=True)
 class Range:
-    """The values an option accepts: ``low <= value <= high``, odd when ``odd``."""
+    """The values an option accepts: ``low <= value <= high`` (``<`` on an end marked open), odd
+    when ``odd``."""
 
     option: str
     low: float | None = None
     high: float | None = None
     odd: bool = False
+    low_open: bool = False
+    high_open: bool = False
 
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
-            want = f"in [{self.low:g}, {self.high:g}]"
+            want = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            want = f"{'>' if self.low_open else '>='} {self.low:g}"
         else:
-            want = f">= {self.low:g}" if self.low is not None else f"<= {self.high:g}" if self.high is not None else ""
+            want = f"{'<' if self.high_open else '<='} {self.high:g}" if self.high is not None else ""
         if self.odd:
             want = f"odd and {want}" if want else "odd"
         return want
 
     def check(self, value: float) -> None:
         """Raise :class:`ParamError` naming the option when ``value`` is out of range."""
-        bad = (math.isnan(value) or (self.low is not None and value < self.low)
-               or (self.high is not None and value > self.high) or (self.odd and value % 2 == 0))
+        bad = (math.isnan(value) or (self.low is not None and (value <= self.low if self.low_open else value < self.low))
+               or (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+               or (self.odd and value % 2 == 0))
         if bad:
             raise ParamError(f"{self.option} must be {self.describe()}, got {value:g}")
 

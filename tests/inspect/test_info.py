@@ -15,7 +15,7 @@ from support import ids, manifest, read
 
 
 def _info(*args) -> dict:
-    return json.loads(run_cli("info", *args, "--json").output)
+    return json.loads(run_cli("info", *args, "--json").stdout)
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_sheet_size_follows_from_rows_and_negatives(built, rows, tmp_path):
     picks = sorted(sources)[:3]
     for n in (1, 3):
         out = tmp_path / f"sheet{n}.png"
-        run_cli("preview", built, *[a for s in picks[:n] for a in ("--id", s)], "-o", out)
+        run_cli("preview", built, *[a for s in picks[:n] for a in ("--id", s)], "--size", "0", "-o", out)
         negs = [len(_negatives_of(rows, sources[s][min(sources[s])])) for s in picks[:n]]
         h, w = read(out).shape[:2]
         assert h == layout.header_h + n * (layout.cell_h + PAD)
@@ -87,7 +87,7 @@ def test_insets_hold_the_source_pixels_zoomed(built, rows, tmp_path):
     src = next(s for s in sorted(sources) if len(_negatives_of(rows, sources[s][0])) >= 3)
     displaced = sources[src][0]
     out = tmp_path / "sheet.png"
-    run_cli("preview", built, "--id", src, "-o", out)
+    run_cli("preview", built, "--id", src, "--size", "0", "-o", out)
     sheet = read(out)
     layout = Layout(tile=256, s=3)
     z = layout.z
@@ -116,7 +116,7 @@ def test_insets_hold_the_source_pixels_zoomed(built, rows, tmp_path):
 def test_gray_stays_gray_and_every_target_window_is_outlined(built, rows, tmp_path, demo):
     src = sorted(_sources_by_rounds(rows))[0]
     out = tmp_path / "sheet.png"
-    run_cli("preview", built, "--id", src, "-o", out)
+    run_cli("preview", built, "--id", src, "--size", "0", "-o", out)
     sheet = read(out)
     layout = Layout(tile=256, s=3)
     y, x = layout.cell(0, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -33,14 +34,15 @@ def copy(built: Path, tmp_path: Path) -> Path:
 
 
 def verify(root: Path, *options: str, expect: int) -> list[str]:
-    """Output lines of ``sirst-synth verify``, asserting its exit status."""
-    return run_cli("verify", root, "-j", "1", *options, expect=expect).output.splitlines()
+    """Output lines of ``sirst-synth verify`` (its verdict's seconds left out), asserting its exit status."""
+    lines = run_cli("verify", root, "-j", "1", *options, expect=expect).output.splitlines()
+    return [re.sub(r", in \d+\.\d s\b", "", line) for line in lines]
 
 
 def failing(root: Path, rel: str) -> list[str]:
     """verify exits 1; return the problem lines naming ``root/rel``."""
     lines = verify(root, expect=1)
-    assert lines[-1].startswith(f"verify: {root}: ") and "problem" in lines[-1]
+    assert lines[-1].startswith(f"verify: {root} fails: ") and "problem" in lines[-1]
     return [line for line in lines if line.startswith(f"{root / rel}: ")]
 
 
@@ -64,7 +66,7 @@ def test_two_workers_report_the_same(copy):
     rows = manifest(copy)
     for i in (160, 100, 10):  # one per batch of 64 ids: problems still come in manifest order
         (copy / "images" / f"{rows[i]['id']}.png").unlink()
-    lines = run_cli("verify", copy, "-j", "2", expect=1).output.splitlines()
+    lines = verify(copy, "-j", "2", expect=1)
     assert lines == verify(copy, expect=1)
     assert lines[:3] == [f"{copy}/images/{rows[i]['id']}.png: missing (listed in manifest.csv)" for i in (10, 100, 160)]
 
@@ -76,7 +78,7 @@ def test_one_flipped_byte_of_one_image_fails_naming_it(copy):
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     lines = verify(copy, expect=1)
-    assert lines == [f"{path}: sha256 differs from manifest.csv (file changed or corrupted)", f"verify: {copy}: 1 problem"]
+    assert lines == [f"{path}: sha256 differs from manifest.csv (file changed or corrupted)", f"verify: {copy} fails: 1 problem"]
 
 
 def test_deleted_mask_fails_naming_it(copy):
@@ -101,7 +103,7 @@ def test_stray_file_in_the_tools_folders_fails_naming_it(copy):
                           for rel in sorted(("images/extra.png", "50_50/val.txt"))] + [
         f"{copy}/notes.txt: foreign file (not written by sirst-synth)",
         f"{copy}/sub/: foreign folder (2 files not written by sirst-synth)"]
-    assert lines[-1] == f"verify: {copy}: 2 problems; 2 foreign entries (not checked; --strict fails on them)"
+    assert lines[-1] == f"verify: {copy} fails: 2 problems; 2 foreign entries not checked (--strict fails on them)"
 
 
 def test_interrupted_build_leftovers_are_named(copy):
@@ -133,7 +135,7 @@ def test_missing_json_means_the_build_never_completed(copy):
     (copy / "sirst-synth.json").unlink()
     lines = verify(copy, expect=1)
     assert lines == [f"{copy}/sirst-synth.json: missing: the build never completed (finish it with build --resume)",
-                     f"verify: {copy}: 1 problem"]
+                     f"verify: {copy} fails: 1 problem"]
     # the split folder is found without the json: a damaged list is still reported
     (copy / "50_50" / "test.txt").write_text("")
     assert len(failing(copy, "50_50/test.txt")) == 1
@@ -207,7 +209,7 @@ def test_source_dataset_is_not_a_built_one(demo):
 
 
 def test_nudt_sirst_build_is_intact(nudt_build):
-    lines = run_cli("verify", nudt_build, "-j", "2").output.splitlines()
+    lines = verify(nudt_build, "-j", "2", expect=0)
     assert lines == [f"verify: {nudt_build} intact: 6226 images, 12452 files, hashes equal"]
 
 
@@ -230,10 +232,11 @@ def test_a_trainers_files_are_foreign_and_fail_only_with_strict(copy):
     foreign = [f"{copy}/mIoU.txt: foreign file (not written by sirst-synth)",
                f"{copy}/value_result/: foreign folder (2 files not written by sirst-synth)"]
     lines = verify(copy, expect=0)
-    assert lines == foreign + [f"verify: {copy} intact: 170 images, 340 files, hashes equal; 2 foreign entries "
-                               "(not checked; --strict fails on them)"]
+    assert lines == foreign + [f"verify: {copy} intact: 170 images, 340 files, hashes equal; 2 foreign entries not "
+                               "checked (--strict fails on them)"]
     lines = verify(copy, "--strict", expect=1)
-    assert lines[:-1] == foreign and "2 foreign entries (a failure with --strict)" in lines[-1]
+    assert lines[:-1] == foreign
+    assert lines[-1] == f"verify: {copy} fails --strict: 2 foreign entries (its own 170 images, 340 files, hashes equal)"
     assert verify_dataset(copy) == [] and verify_dataset(copy, strict=True) == foreign
 
 

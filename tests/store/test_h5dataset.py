@@ -365,7 +365,7 @@ def test_info_on_a_file_uses_the_files_own_split(build: Path, tmp_path: Path) ->
     (src / "50_50").rename(src / "idx")
     out = tmp_path / "idx.h5"
     run_cli("build", "--src", src, "--split", "idx", "-o", out, "--format", "h5", "--total", "40", "-j", "1")
-    report = json.loads(run_cli("info", out, "--json").output)
+    report = json.loads(run_cli("info", out, "--json").stdout)
     assert report["split"] == "idx"
 
 

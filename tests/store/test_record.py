@@ -50,13 +50,13 @@ def test_record_holds_img_norm_cfg_of_the_train_images(builds):
     record = json.loads((a / "sirst-synth.json").read_text())
     assert record["img_norm_cfg"] == {"part": "train", **img_norm_cfg(Dataset(a))}
     assert record["img_norm_cfg"]["images"] == 60
-    info = json.loads(run_cli("info", a, "--json", "-j", "1").output)
+    info = json.loads(run_cli("info", a, "--json", "-j", "1").stdout)
     assert info["img_norm_cfg"] == record["img_norm_cfg"] == info["build"]["img_norm_cfg"]
     assert info["build"]["runs"][0]["mode"] == "fresh"
 
 
 def test_info_reports_img_norm_cfg_of_a_source(demo):
-    info = json.loads(run_cli("info", demo, "--json", "-j", "1").output)
+    info = json.loads(run_cli("info", demo, "--json", "-j", "1").stdout)
     assert info["img_norm_cfg"] == {"part": "train", **img_norm_cfg(Dataset(demo))}
     text = run_cli("info", demo, "-j", "1").output
     norm = info["img_norm_cfg"]
