@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from sirst_synth.errors import TransformError
 from sirst_synth.method.choices import ROTATIONS
 from sirst_synth.method.negatives import rotate_window
-from sirst_synth.method.targets import find_targets
 from sirst_synth.transforms import core
 from sirst_synth.transforms.bank import Bank, BankLike
 
@@ -329,7 +328,7 @@ class TargetRotate(torch.nn.Module):
         device, s = image.device, self.s
         if centres is None:
             host = mask[:, 0].detach().cpu().numpy()
-            centres = [[(t.cy, t.cx) for t in find_targets(m)] for m in host]
+            centres = [[(t.cy, t.cx) for t in core.targets_of(m)] for m in host]
         most = max((len(c) for c in centres), default=0)
         cy = torch.zeros((b, max(most, 1)), dtype=torch.int64)
         cx = torch.zeros_like(cy)

@@ -13,7 +13,7 @@ from sirst_synth.method.displace import displace
 from sirst_synth.method.targets import find_targets
 from sirst_synth.store.noisebank import NoiseBankWriter
 from sirst_synth.transforms import Bank, NoiseDisplace, TargetRotate, apply_record
-from sirst_synth.transforms.core import PatchDraw, Rotation
+from sirst_synth.transforms.core import PatchDraw, Rotation, targets_of
 
 
 def tiny_bank(sources: list[str], shape: tuple[int, int] = (4, 4), seed: int = 0) -> Bank:
@@ -155,6 +155,21 @@ def test_windows_are_placed_as_the_build_places_them_at_a_border() -> None:
     draws = [TargetRotate().draw(np.random.default_rng(s), image, mask)[0] for s in range(40)]
     right = [d for d in draws if d.target == 2]
     assert right and all((d.y0, d.x0) == (d.cy - 1, 40 - 3) for d in right)
+
+
+def test_targets_found_on_the_box_around_them_are_the_build_targets(nudt: Path) -> None:
+    from sirst_synth.store.dataset import Dataset
+
+    ds = Dataset(nudt)
+    for id_ in ds.ids("train")[::7] + ds.ids("test")[::7]:
+        mask = ds.read_mask(id_)
+        assert targets_of(mask) == find_targets(mask), id_
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(3, 50, 2))
+        mask = (rng.random((h, w)) < rng.choice([0.02, 0.1, 0.4])).astype(np.uint8)
+        assert targets_of(mask) == find_targets(mask)
+    assert targets_of(np.zeros((5, 5), np.uint8)) == []
 
 
 # ---------------------------------------------------------------------------------- both, records
