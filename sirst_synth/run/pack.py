@@ -44,7 +44,7 @@ from sirst_synth.store.h5dataset import (
     png_scanlines,
     up_filter,
 )
-from sirst_synth.store.layout import INFO_NAME, KINDS, PARTS, PIXEL_FOLDERS, image_name, mask_name, temp_path
+from sirst_synth.store.layout import INFO_NAME, KINDS, PARTS, PIXEL_FOLDERS, temp_path
 from sirst_synth.store.manifest import COLUMNS
 from sirst_synth.store.pngbands import BandedPNG
 
@@ -58,10 +58,10 @@ class _PackJob:
     mask: Path
     sha256_image: str
     sha256_mask: str
-    #: a gray image a build generated (kind displaced or negative, ``channels`` 1: every version that
-    #: records channels writes every row of it with the Up filter), so once its hash matches the
-    #: manifest only its first row's filter is checked. Masks are always checked whole (older
-    #: builds wrote them with mixed filters; a mask inflates in microseconds).
+    #: a gray image a build generated (kind displaced or negative, ``channels`` 1: the build writes
+    #: every row of it with the Up filter), so once its hash matches the manifest only its first
+    #: row's filter is checked. Masks are always checked whole (any mask PNG may mix filters; a mask
+    #: inflates in microseconds).
     generated: bool = False
 
 
@@ -157,13 +157,6 @@ def _pack_one(job: _PackJob) -> Packed:
     if tuple(mask_size) != (height, width):
         raise DatasetError(f"{job.mask}: size {tuple(mask_size)} differs from its image {(height, width)}")
     return Packed(job.id, image_shape, image_chunk, (height, width + 1), mask_chunk, layout)
-
-
-def pack_written_files(root: Path, row: dict[str, str]) -> Packed:
-    """The stored form of a generated image read back from the files the build wrote in ``root``
-    (an image written by an earlier run that ``--resume`` finishes), as packing them gives."""
-    return _pack_one(_PackJob(row["id"], root / image_name(row["id"]), root / mask_name(row["id"]),
-                              row["sha256_image"], row["sha256_mask"], row.get("channels") == "1"))
 
 
 def _pack_many(jobs: list[_PackJob]) -> list[Packed]:

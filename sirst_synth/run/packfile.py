@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.run.pack import Packed, pack_written_files
+from sirst_synth.run.pack import Packed
 from sirst_synth.store import imageio
-from sirst_synth.store.layout import PACKED_DIR, image_name
+from sirst_synth.store.layout import PACKED_DIR
 from sirst_synth.store.manifest import Row
 
 _MAGIC = b"SSPACK1\n"
@@ -71,13 +71,8 @@ def read_unit(root: Path | str, group: str, rows: Sequence[Row]) -> list[Packed]
 
 
 def unit_images(root: Path, rows: Sequence[Row]) -> list[Packed]:
-    """The stored images of ``rows``, rows of one unit in ``root``: :func:`read_unit`, or, for a
-    unit without a file whose PNG files exist (a staging folder of an earlier version), packed
-    from those files."""
-    group = rows[0]["group"]
-    if not unit_path(root, group).is_file() and (root / image_name(rows[0]["id"])).is_file():
-        return [pack_written_files(root, row) for row in rows]
-    return read_unit(root, group, rows)
+    """The stored images of ``rows``, rows of one unit in ``root`` (:func:`read_unit`)."""
+    return read_unit(root, rows[0]["group"], rows)
 
 
 def _entries(path: Path, data: bytes) -> dict[str, tuple[Packed, str, str]]:

@@ -27,8 +27,8 @@ deflated (zlib level 1, run-length matches). Gray is stored as one channel whate
 One chunk per image, so a training read is one chunk read, one inflate and one running sum down
 the columns. Workers prepare the chunks; the parent is the single writer and stores them in
 order (``write_direct_chunk``), so the file is the same bytes for any number of workers. The file
-is written under a temporary name and renamed into place when complete. Version 1 files (pixels
-as decoded, gray-as-RGB stored as three channels) are still read.
+is written under a temporary name and renamed into place when complete. The reader reads this
+format version only.
 
 :class:`H5Dataset` reads the file (a :class:`sirst_synth.store.reader.DatasetReader`); it opens
 its HDF5 handle lazily in each process, so it works in DataLoader workers. Writing it is
@@ -162,11 +162,10 @@ class H5Dataset:
         fmt, version = f.attrs.get("format"), f.attrs.get("format_version")
         if fmt != FORMAT:
             raise DatasetError(f"{self.root}: an HDF5 file but not a sirst-synth dataset (format {fmt!r})")
-        if version is None or int(version) > FORMAT_VERSION:
-            raise DatasetError(f"{self.root}: dataset format version {version} is newer than this tool reads "
-                               f"({FORMAT_VERSION}); update sirst-synth")
+        if version is None or int(version) != FORMAT_VERSION:
+            raise DatasetError(f"{self.root}: dataset format version {version}; this sirst-synth reads version "
+                               f"{FORMAT_VERSION}")
         self.split = str(f.attrs["split"]) if split is None else split
-        self.version = int(version)
         self._layout: dict[str, int] | None = None
         have = sorted(f["splits"]) if "splits" in f else []
         if self.split not in have:
@@ -219,8 +218,6 @@ class H5Dataset:
     def _gray_or_colour(self, id_: str) -> tuple[np.ndarray, int]:
         """The image's pixels, (H, W) or (H, W, 3), and its layout; R=G=B stays (H, W) here."""
         stored = self._dataset("images", id_)[()]
-        if self.version == 1:
-            return stored, GRAY
         layout = self._image_layout(id_)
         pixels = up_unfilter(np.ascontiguousarray(stored[:, 1:]))
         return (pixels.reshape(pixels.shape[0], -1, 3) if layout == RGB else pixels), layout
@@ -237,7 +234,7 @@ class H5Dataset:
     def read_mask(self, id_: str) -> np.ndarray:
         """uint8 (H, W) mask; target pixels are > 0."""
         stored = self._dataset(MASKS, id_)[()]
-        return stored if self.version == 1 else np.ascontiguousarray(stored[:, 1:])
+        return np.ascontiguousarray(stored[:, 1:])
 
     def manifest(self) -> dict[str, dict[str, str]]:
         """Manifest rows by id (every column of ``manifest.COLUMNS``), in manifest order."""

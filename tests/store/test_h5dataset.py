@@ -111,19 +111,13 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
         assert f["images"][ids[10]].shape == (256, 257) and layout[ids[10]] == h5dataset.GRAY
 
 
-def test_version_1_files_are_still_read(build: Path, packed: Path, tmp_path: Path) -> None:
-    """A file of format version 1 (pixels as decoded, no filter) reads as the PNG build."""
-    old = tmp_path / "v1.h5"
-    shutil.copy(packed, old)
-    png = Dataset(build, SPLIT)
-    with h5py.File(old, "r+") as f:
-        f.attrs["format_version"] = 1
-        del f["image_layout"]
-        for id_ in all_ids(png):
-            del f["images"][id_], f["masks"][id_]
-            f["images"].create_dataset(id_, data=png.read_image(id_), chunks=True, compression="gzip")
-            f["masks"].create_dataset(id_, data=png.read_mask(id_), chunks=True, compression="gzip")
-    assert assert_same_pixels(png, open_dataset(old)) == 220
+def test_another_format_version_is_one_clear_line(packed: Path, tmp_path: Path) -> None:
+    other = tmp_path / "v9.h5"
+    shutil.copy(packed, other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["format_version"] = h5dataset.FORMAT_VERSION + 1
+    with pytest.raises(DatasetError, match=f"format version {h5dataset.FORMAT_VERSION + 1}; this sirst-synth reads"):
+        open_dataset(other)
 
 
 def test_the_builds_own_pngs_are_stored_without_decoding_and_others_are_refiltered(tmp_path: Path) -> None:
@@ -394,7 +388,7 @@ def test_generated_pngs_are_trusted_only_with_their_manifest_hash(tmp_path: Path
     job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours),
                         imageio.sha256(imageio.encode_mask(mask)), generated=True)
     assert pack._pack_one(job).image_chunk == h5dataset.png_scanlines(ours, h5dataset.UP)[2]
-    # a mask of an older build: first row unfiltered, the rest Up; a generated image's mask is still
+    # a mask whose rows mix filters (first row unfiltered, the rest Up): a generated image's mask is
     # checked row by row, and stored as its pixels
     target = np.zeros((20, 7), np.uint8)
     target[5:9, 2:4] = 255
