@@ -1,7 +1,7 @@
 """``NoiseDisplace`` and ``TargetRotate`` as albumentations ``DualTransform``s (extra ``albumentations``).
 
 Same names and arguments as :mod:`sirst_synth.transforms` (whose draw and apply they call), for
-``A.Compose([...])`` on ``image`` (uint8 gray or R = G = B) and ``mask``::
+``A.Compose([...])`` on ``image`` (uint8: gray, R = G = B, or colour, displaced on its gray) and ``mask``::
 
     pipeline = A.Compose([NoiseDisplace("noise.h5", alpha=0.1), TargetRotate(s=3), A.HorizontalFlip()],
                          seed=0, save_applied_params=True)

@@ -8,9 +8,10 @@ Called on a dict of arrays, a transform returns the dict with ``image`` and ``ma
 and ``record`` (a manifest row: what it drew), which :func:`sirst_synth.transforms.replay.apply_record`
 turns back into the same pixels.
 
-Images are uint8, (H, W) gray or (H, W, C) with equal channels (R = G = B, as NUDT-SIRST stores
-gray); the output keeps the input's layout. Masks are (H, W) or (H, W, C) of the image's height
-and width, target pixels > 0.
+Images are uint8, (H, W) gray or (H, W, 3) (R = G = B, as NUDT-SIRST stores gray; a colour
+image is displaced on its ITU-R 601 gray, as the build does); the output keeps the input's layout
+(a displaced image is gray, its channels equal). Masks are (H, W) or (H, W, C) of the image's
+height and width, target pixels > 0.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from sirst_synth.method.negatives import changing_rotations, check_window_size, 
 from sirst_synth.method.targets import Target, find_targets
 from sirst_synth.plan.draws import pick
 from sirst_synth.plan.params import RANGES
-from sirst_synth.store.imageio import mask_from_image
+from sirst_synth.store.imageio import mask_from_image, method_gray
 from sirst_synth.transforms.bank import Bank, BankLike
 
 #: how :class:`TargetRotate` chooses windows: one target's, or every target's (each its own k)
@@ -70,20 +71,17 @@ def check_fit(fit: str) -> str:
 
 
 def gray_of(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """The (H, W) gray of a uint8 gray or equal-channel image (a view); :class:`TransformError` otherwise."""
+    """The gray the method computes on (:func:`~sirst_synth.store.imageio.method_gray`) of a uint8
+    image: (H, W) uint8 for gray or equal channels (a view), float32 ITU-R 601 gray for colour
+    (rounded once, after mixing, as the build does); :class:`TransformError` for anything else."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         dtype = getattr(image, "dtype", type(image).__name__)
         raise TransformError(f"{name}: uint8 pixels expected, got {dtype}")
     if image.ndim == 2:
         return image
-    if image.ndim != 3 or image.shape[2] < 1:
-        raise TransformError(f"{name}: (H, W) or (H, W, C) expected, got shape {image.shape}")
-    gray = image[..., 0]
-    for c in range(1, image.shape[2]):
-        if not np.array_equal(gray, image[..., c]):
-            raise TransformError(f"{name}: a colour image (its channels differ); the method computes on gray "
-                                 "(docs/method.md section 3): give gray or R = G = B pixels")
-    return gray
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise TransformError(f"{name}: (H, W), (H, W, 1) or (H, W, 3) expected, got shape {image.shape}")
+    return image[..., 0] if image.shape[2] == 1 else method_gray(image[..., :3])
 
 
 def check_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

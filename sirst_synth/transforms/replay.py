@@ -70,8 +70,8 @@ def apply_record(row: Row, image: np.ndarray, mask: np.ndarray, bank: Bank | Non
                  patch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The pixels of ``row`` computed from its input ``image`` and ``mask``.
 
-    ``image``: uint8 gray or equal-channel (the output keeps its layout), or the float32 gray of a
-    colour source (:func:`~sirst_synth.store.imageio.method_gray`; the output is uint8 gray).
+    ``image``: uint8 as a transform took it (the output keeps its layout), or the float32 gray of
+    a colour source (:func:`~sirst_synth.store.imageio.method_gray`; the output is uint8 gray).
     The noise patch of a displaced row (or of a negative of one) is ``patch``, else the one of
     ``bank`` that the row names. An original's row gives its input back.
     """
@@ -80,19 +80,20 @@ def apply_record(row: Row, image: np.ndarray, mask: np.ndarray, bank: Bank | Non
         return image, mask
     if kind not in ("displaced", "negative"):
         raise TransformError(f"row {row.get('id', '')!r}: unknown kind {kind!r}")
-    gray = gray_of(image) if image.dtype == np.uint8 else image
+    given = image.dtype == np.uint8  # else the float gray of a colour source (replay)
     if row.get("noise_source_id"):
         if patch is None:
             if bank is None:
                 raise TransformError(f"row {row.get('id', '')!r} is displaced: give the noise bank (or the patch)")
             patch = record_patch(row, bank)
-        out = displace(gray, patch, float(row["alpha"]), str(row.get("fit") or "resize"))
+        out = displace(gray_of(image) if given else image, patch, float(row["alpha"]), str(row.get("fit") or "resize"))
+        out = with_layout(out, image) if given else out
     else:
-        out = gray_u8(gray)
+        out = image if given else gray_u8(image)
     if kind == "negative":
         rotations = record_rotations(row, out.shape[0], out.shape[1])
         out, mask = rotate(out, rotations), rotate(mask, rotations)
-    return (with_layout(out, image) if image.dtype == np.uint8 else out), mask
+    return out, mask
 
 
 def replay(row: Row, source: DatasetReader, grid: int = 8, fit: str | None = None,

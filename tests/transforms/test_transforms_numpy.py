@@ -11,6 +11,7 @@ import pytest
 from sirst_synth.errors import TransformError
 from sirst_synth.method.displace import displace
 from sirst_synth.method.targets import find_targets
+from sirst_synth.store.imageio import to_gray
 from sirst_synth.store.noisebank import NoiseBankWriter
 from sirst_synth.transforms import Bank, NoiseDisplace, TargetRotate, apply_record
 from sirst_synth.transforms.core import PatchDraw, Rotation, targets_of
@@ -96,6 +97,17 @@ def test_equal_channels_keep_their_layout() -> None:
     out = NoiseDisplace(bank)(rng=np.random.default_rng(0), image=rgb, mask=mask, image_id="x")["image"]
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert all(np.array_equal(out[..., c], gray) for c in range(3))
+
+
+def test_a_colour_image_is_displaced_on_its_gray_as_the_build_does() -> None:
+    bank = tiny_bank(["x", "y"])
+    image, mask = scene()
+    colour = np.dstack([image, image // 2, 255 - image])
+    out = NoiseDisplace(bank, fit="tile")(rng=np.random.default_rng(3), image=colour, mask=mask, image_id="x")
+    expected = displace(to_gray(colour), bank.patch(1), 0.1, "tile")  # the 601 gray in float, rounded once
+    assert out["image"].shape == colour.shape and all(np.array_equal(out["image"][..., c], expected) for c in range(3))
+    again, _ = apply_record(out["record"], colour, mask, bank=bank)
+    assert np.array_equal(again, out["image"])
 
 
 def test_p_decides_first_and_p_1_draws_as_the_build() -> None:
@@ -246,9 +258,8 @@ def test_a_bank_from_a_test_image_is_refused(tmp_path: Path, nudt: Path) -> None
                                              mask=np.zeros((7, 8), np.uint8), image_id="a"), "mask: 7x8 differs"),
     (lambda: NoiseDisplace(tiny_bank(["a"]))(rng=np.random.default_rng(0), image=np.zeros((8, 8), np.float32),
                                              mask=np.zeros((8, 8), np.uint8), image_id="a"), "uint8 pixels expected"),
-    (lambda: NoiseDisplace(tiny_bank(["a"]))(rng=np.random.default_rng(0), image=np.dstack([np.zeros((8, 8), np.uint8),
-                                             np.ones((8, 8), np.uint8)]), mask=np.zeros((8, 8), np.uint8),
-                                             image_id="a"), "a colour image"),
+    (lambda: NoiseDisplace(tiny_bank(["a"]))(rng=np.random.default_rng(0), image=np.zeros((8, 8, 2), np.uint8),
+                                             mask=np.zeros((8, 8), np.uint8), image_id="a"), "got shape \\(8, 8, 2\\)"),
     (lambda: NoiseDisplace(tiny_bank(["a"]))(rng=np.random.default_rng(0), image=np.zeros((8, 8), np.uint8),
                                              mask=np.zeros((8, 8), np.uint8), image_id=""), "needs the image's id"),
     (lambda: NoiseDisplace(tiny_bank(["a"]), alpha=1.5), "alpha must be in \\[0, 1\\]"),
