@@ -297,21 +297,22 @@ def noise_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 FIT = click.Choice(FITS)
 
 
-def alpha_option(default: float | None = None) -> Callable[..., Any]:
-    """--alpha, with ``default`` (else required)."""
+def alpha_option(default: float | None = None, when: str = "") -> Callable[..., Any]:
+    """--alpha, with ``default`` (else required); ``when`` opens its help (the method options of
+    every command are declared here, once: --alpha, --s, --fit)."""
     extra = {"default": default, "show_default": True} if default is not None else {"required": True}
     return click.option("--alpha", type=float, callback=method_range("--alpha"),
-                        help="Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)
+                        help=f"{when}Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)
 
 
-def fit_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def fit_option(when: str = "") -> Callable[..., Any]:
     return click.option("--fit", default="resize", show_default=True, type=FIT,
-                        help="Fit the patch to the image: bilinear resize, or tile (keeps its grain).")(fn)
+                        help=f"{when}Fit the patch to the image: bilinear resize, or tile (keeps its grain).")
 
 
-def s_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def s_option(when: str = "") -> Callable[..., Any]:
     return click.option("--s", "s", default=3, show_default=True, type=int, callback=method_range("--s"),
-                        help="Window side (odd) rotated around each target.")(fn)
+                        help=f"{when}Window side (odd) rotated around each target.")
 
 
 def channels_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -136,7 +136,7 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
 @alpha_option()
 @click.option("--rounds", default=1, show_default=True, type=int, callback=method_range("--rounds"),
               help="Displaced versions per train image.")
-@fit_option
+@fit_option()
 @seed_option
 @channels_option
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
@@ -166,7 +166,7 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
 @option_groups({"Input": INPUT, "Method": ("s", "kinds"), "Output": ("out", "channels"), "Run": RUN})
 @main.command("negaug")
 @source_options
-@s_option
+@s_option()
 @channels_option
 @click.option("--only", "kinds", multiple=True, default=("original", "displaced"), show_default=True,
               type=click.Choice(["original", "displaced"]),
@@ -201,7 +201,7 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
 @main.command("build")
 @source_options
 @alpha_option(default=0.1)
-@s_option
+@s_option()
 @click.option("-o", "--out", default=None, type=click.Path(path_type=Path),
               help="Output dataset folder, or HDF5 file with --format h5.  [default: SIRST-5K or SIRST-5K.h5]")
 @click.option("--format", "fmt", type=click.Choice(["png", "h5"]), default="png", show_default=True,
@@ -219,7 +219,7 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
               help="Training images in the output, originals included.")
 @seed_option
 @channels_option
-@fit_option
+@fit_option()
 @noise_options
 @run_options
 @friendly_errors

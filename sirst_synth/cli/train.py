@@ -12,9 +12,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from sirst_synth.cli.app import OptionValueError, friendly_errors, main, option_groups, settings
+from sirst_synth.cli.app import OptionValueError, alpha_option, fit_option, friendly_errors, main, option_groups, s_option, settings
 from sirst_synth.errors import DatasetError
-from sirst_synth.method.choices import FITS
 
 #: ``--smoke``: a tiny model on small crops for a few steps, scored on a few test images.
 SMOKE_PRESET = {"width": 8, "crop": 64, "steps": 20, "batch_size": 4, "eval_images": 16, "log_every": 5}
@@ -77,10 +76,9 @@ DEVICE_HELP = "Where the model runs: cuda, cpu, or auto (cuda when present)."
                    "step displaces and rotates on the device (needs --noise; docs/transforms.md).")
 @click.option("--noise", type=click.Path(dir_okay=False),
               help="--synth online: the noise bank of --data's train split (sirst-synth sample-noise).")
-@click.option("--alpha", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="--synth online: noise weight.")
-@click.option("--s", "s", default=3, show_default=True, type=POSITIVE, help="--synth online: rotated window side (odd).")
-@click.option("--fit", type=click.Choice(FITS), default="resize", show_default=True,
-              help="--synth online: how a patch covers the image (resize: bilinear; tile: repeated).")
+@alpha_option(default=0.1, when="--synth online: ")
+@s_option(when="--synth online: ")
+@fit_option(when="--synth online: ")
 @click.option("--log-every", default=50, show_default=True, type=POSITIVE, help="Log the loss every N steps.")
 @click.option("--eval-every", type=POSITIVE, help="Also score the eval split every N steps [default: at the end only].")
 @click.option("--eval-images", type=POSITIVE, help="Score only the first N test images [default: all].")
