@@ -322,7 +322,7 @@ def no_negatives_reason(image: np.ndarray, mask: np.ndarray, targets: list[Targe
     if not targets:
         return ["no negatives:", "no target in this image", "(a negative rotates a target's window)"]
     if min(image.shape[:2]) < s or next(negatives(image, mask, targets, s), None) is None:
-        return ["no negatives: each target's", f"{s}x{s} window is rotation-symmetric:", "a rotation would repeat the image"]
+        return ["no negatives:", f"each target's {s}x{s} window is", "rotation-symmetric: a rotation", "would repeat the image"]
     return ["no negatives generated:", "the build's --total ended first,", "or negaug --only left them out"]
 
 
@@ -361,10 +361,10 @@ def _draw_row(sheet: np.ndarray, layout: Layout, r: int, ds: DatasetReader, mani
         _text_lines(sheet, layout, r, 1, ["no displaced image"])
 
     # negatives: the rotated window before (group image) and after
-    if not row.negatives:
+    if not row.negatives:  # the reason may use the rest of the row
         y, x = layout.cell(r, 2)
         for i, line in enumerate(no_negatives_reason(base_image, base_mask, targets, s)):
-            put_text(sheet, line, y + i * LINE, x, layout.cell_w)
+            put_text(sheet, line, y + i * LINE, x, sheet.shape[1] - x - PAD)
     for c, neg_id in enumerate(row.negatives[:shown], start=2):
         m = manifest[neg_id]
         image = ds.read_image(neg_id)
