@@ -1,7 +1,8 @@
 # Set-up and checks for a fresh machine with Python >= 3.11 and pip.
 #   make demo   create .venv, install sirst-synth, run the demo pipeline (examples/Makefile)
 #   make lint   ruff (lint + import order) and mypy over the package, tests and benchmarks
-#   make test   create .venv, install sirst-synth with its [train,test,lint] extras, lint, run the tests
+#   make test   create .venv, install sirst-synth with its [train,test,lint] extras, lint, run every test
+#   make test-fast  the tests without a full-dataset build, a kill or a training subprocess (the edit-test loop)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: demo lint test clean
+.PHONY: demo lint test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ lint: $(VENV)/.full
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.full
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) examples/demo-out

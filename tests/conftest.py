@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sirst_synth.cli import main
+from sirst_synth.run.journal import KILL_AFTER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("SIRST_SYNTH_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -32,6 +36,17 @@ def run_cli(*args: str, expect: int = 0):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
     return result
+
+
+def run_killed(*args: str, point: str) -> int:
+    """Run ``sirst-synth -q ARGS`` as a process that SIGKILLs its own process group (parent and
+    workers) once the journal ``point`` names has recorded that many jobs (``units:3``); return its pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "sirst_synth", "-q", *map(str, args)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, KILL_AFTER_ENV: point})
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err
+    return proc.pid
 
 
 def need(path: Path) -> Path:
@@ -76,3 +91,14 @@ def nudt_noise(nudt: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("noise") / "noise.h5"
     run_cli("sample-noise", "--src", nudt, "-o", out, "-j", "2")
     return out
+
+
+#: fixtures that build or sample the full NUDT-SIRST: a test using one is in the slow tier.
+SLOW_FIXTURES = {"nudt_build", "nudt_noise"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` (left out by ``make test-fast``): tests on a full NUDT-SIRST build, and those marked so."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,9 @@ dataset has no ``sirst-synth.json`` and is not complete.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,8 +27,9 @@ from sirst_synth.store.layout import state_dir, temp_files
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 
 RUN_NAME = "run.json"
-
-
+#: for tests only: ``<journal>:<n>`` (``units:5``) makes the run SIGKILL its own process group (the
+#: parent and its workers) right after that journal records its n-th job: a kill at a known point.
+KILL_AFTER_ENV = "SIRST_SYNTH_KILL_AFTER"
 
 
 def write_run(out: Path, run: dict) -> None:
@@ -121,6 +124,8 @@ class Journal:
         self._reader = self._complete_lines() if path.exists() else iter(())
         self._replaying = True
         self._fh: BinaryIO | None = None
+        self.appended = self._replayed = 0
+        self._kill_after = _kill_point(path.stem)
 
     def _complete_lines(self) -> Iterator[bytes]:
         good = 0
@@ -150,6 +155,7 @@ class Journal:
             self._replaying = False
             return None
         got, rows = _decode(line)
+        self._replayed += 1
         if got != key:
             raise ResumeError(
                 f"{self.path}: records job {got!r} where the plan has {key!r}; the interrupted build "
@@ -164,6 +170,9 @@ class Journal:
             self._fh = open(self.path, "ab")  # noqa: SIM115  (kept open across appends; closed by close())
         self._fh.write(_encode(key, rows))
         self._fh.flush()
+        self.appended += 1
+        if self._kill_after is not None and self.appended + self._replayed >= self._kill_after:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
 
     def rows(self) -> Iterator[Row]:
         """Every recorded row, in job order (read from disk, not held in memory)."""
@@ -176,6 +185,12 @@ class Journal:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _kill_point(journal: str) -> int | None:
+    """The job count after which :data:`KILL_AFTER_ENV` asks to kill the run, for this journal."""
+    name, _, count = os.environ.get(KILL_AFTER_ENV, "").partition(":")
+    return int(count) if name == journal and count.isdigit() else None
 
 
 def run_recorded(

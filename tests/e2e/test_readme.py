@@ -22,6 +22,8 @@ import pytest
 from conftest import DATASETS, NUDT, REPO, need, tree_digest
 from support import manifest
 
+pytestmark = pytest.mark.slow
+
 README = REPO / "README.md"
 MAX_LINES = 250
 

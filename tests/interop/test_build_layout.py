@@ -2,17 +2,11 @@
 plain build, with its record on top of the dataset folder; a killed build resumes to the same files."""
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_killed
 
 RUN_LOG = ".sirst-synth-runs.jsonl"
 BUILD = ("--total", "300", "-j", "1")
@@ -68,21 +62,11 @@ def test_layout_dnanet_is_a_verified_build_with_dnanets_result_folders(demo, pla
     assert run_cli("verify", out, "-j", "1").output.splitlines()[-1].startswith(f"verify: {out} intact: ")
 
 
+@pytest.mark.slow
 def test_killed_layout_build_resumes_to_the_same_files(demo, basic, tmp_path):
     out = tmp_path / "SIRST-5K"
     layout = ("-o", str(tmp_path), "--layout", "basicirstd", "--name", "SIRST-5K")
-    proc = subprocess.Popen([sys.executable, "-m", "sirst_synth", "-q", "build", "--src", str(demo), *BUILD, *layout],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    units = tmp_path / "SIRST-5K.building" / ".sirst-synth-partial" / "units.jsonl"
-    deadline = time.monotonic() + 120
-    try:
-        while not units.is_file() or units.read_bytes().count(b"\n") < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, "kill point not reached"
-            time.sleep(0.005)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    run_killed("build", "--src", demo, *BUILD, *layout, point="units:3")
     assert not out.exists()
     res = run_cli("build", "--src", demo, *BUILD, *layout, expect=1)
     assert "use --resume to finish it" in res.output

@@ -2,9 +2,7 @@
 the running process; the lock a killed command leaves never blocks ``--resume`` or ``--force``."""
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ import pytest
 from sirst_synth.run.lock import OutputLock
 from sirst_synth.store.layout import lock_path
 
-from conftest import run_cli
+from conftest import run_cli, run_killed
 
 LOCK = ".sirst-synth-lock"
 STATE = ".sirst-synth-partial"
@@ -59,21 +57,12 @@ def test_two_builds_at_once_one_runs_and_the_other_is_refused_naming_it(demo, tm
 
 
 def _kill_mid_build(demo: Path, out: Path) -> None:
-    proc = subprocess.Popen(command("build", "--src", demo, "--total", "300", "-o", out, "-j", "1"),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while lines(out / STATE / "units.jsonl") < 3:
-            assert proc.poll() is None, "the build ended before the kill point"
-            assert time.monotonic() < deadline, "kill point not reached"
-            time.sleep(0.005)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert (out / LOCK).is_file() and str(proc.pid) in (out / LOCK).read_text()
+    pid = run_killed("build", "--src", demo, "--total", "300", "-o", out, "-j", "1", point="units:3")
+    assert lines(out / STATE / "units.jsonl") == 3
+    assert (out / LOCK).is_file() and str(pid) in (out / LOCK).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["--resume", "--force"])
 def test_the_lock_of_a_killed_build_blocks_neither_resume_nor_force(demo, tmp_path, how):
     out = tmp_path / "out"

@@ -1,25 +1,27 @@
 """An interrupted build (SIGKILL) resumes exactly: byte-identical to an uninterrupted build.
 
-The build runs as a real process; the test watches its state folder and kills the whole process
-group (parent and workers) at three points: while copying the sources, in round 0 of the units,
-and in the last batch (round 1). ``--resume`` must then finish it to the same files and manifest.
+The build runs as a real process that kills its whole process group (parent and workers) with
+SIGKILL at a known point (``SIRST_SYNTH_KILL_AFTER``, read by :mod:`sirst_synth.run.journal`):
+while copying the sources, in round 0 of the units, and in the last batch (round 1). ``--resume``
+must then finish it to the same files and manifest.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from sirst_synth.run.journal import KILL_AFTER_ENV
+
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow
 
 TOTAL = "900"
 STATE = ".sirst-synth-partial"
@@ -53,21 +55,12 @@ def build_cmd(src: Path, out: Path, *extra: str) -> list[str]:
             "-o", str(out), "-j", "2", *extra]
 
 
-def kill_when(src: Path, out: Path, ready: Callable[[Path], bool], timeout: float = 120.0, *extra: str) -> None:
-    """Start a build and SIGKILL its process group as soon as ``ready(state folder)`` holds."""
-    proc = subprocess.Popen(build_cmd(src, out, *extra), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready(out / STATE):
-            assert proc.poll() is None, "the build ended before the kill point"
-            assert time.monotonic() < deadline, "kill point not reached"
-            time.sleep(0.002)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+def kill_at(src: Path, out: Path, point: str, *extra: str) -> None:
+    """Run a build that SIGKILLs its own process group once the journal ``point`` names
+    (``units:5``: the units journal's 5th job) has recorded that many jobs."""
+    proc = subprocess.run(build_cmd(src, out, *extra), start_new_session=True, capture_output=True, timeout=300,
+                          env={**os.environ, KILL_AFTER_ENV: point})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -80,30 +73,20 @@ def runs(root: Path) -> list[dict]:
     return [json.loads(line) for line in (root / RUN_LOG).read_text().splitlines()]
 
 
-def copying(state: Path) -> bool:
-    return lines(state / "copies.jsonl") >= 3 and not (state / "units.jsonl").exists()
+COPYING, ROUND_0 = "copies:3", "units:5"
+LAST_BATCH = "units:81"  # round 0 visits the 80 train images: the 81st unit is round 1's first
 
 
-def round_0(state: Path) -> bool:
-    return lines(state / "units.jsonl") >= 5
-
-
-def last_batch(state: Path) -> bool:
-    return lines(state / "units.jsonl") >= 81  # round 0 visits the 80 train images: this is round 1
-
-
-@pytest.mark.parametrize("point", [copying, round_0, last_batch], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("point", [COPYING, ROUND_0, LAST_BATCH])
 def test_killed_build_resumes_to_the_uninterrupted_dataset(src, reference, tmp_path, point):
     out = tmp_path / "out"
-    kill_when(src, out, point)
+    kill_at(src, out, point)
     state = out / STATE
     assert state.is_dir() and not (out / "sirst-synth.json").exists() and not (out / "manifest.csv").exists()
-    if point is copying:
-        assert lines(state / "copies.jsonl") < 160 and not (state / "units.jsonl").exists()
-    elif point is round_0:
-        assert lines(state / "units.jsonl") < 80
-    else:
-        assert 81 <= lines(state / "units.jsonl") <= 99  # round 1; the kill may land after its last unit
+    journal, count = point.split(":")
+    assert lines(state / f"{journal}.jsonl") == int(count)
+    if point == COPYING:
+        assert not (state / "units.jsonl").exists()
     assert run_cli("verify", out, expect=1).exit_code == 1          # not complete, and says so
 
     res = subprocess.run(build_cmd(src, out), capture_output=True, text=True)
@@ -120,7 +103,7 @@ def test_resume_clears_temporary_files_of_an_interrupted_finish(src, reference, 
     """A kill while the closing files are written leaves their temporary files (tmp + rename);
     --resume removes them with the rest, and the result passes verify."""
     out = tmp_path / "out"
-    kill_when(src, out, round_0)
+    kill_at(src, out, ROUND_0)
     for name in (".manifest.csv.123.tmp", ".sirst-synth.json.123.tmp", "50_50/.train.txt.123.tmp",
                  "images/.x.png.123.tmp"):
         (out / name).parent.mkdir(exist_ok=True)
@@ -132,7 +115,7 @@ def test_resume_clears_temporary_files_of_an_interrupted_finish(src, reference, 
 
 def test_corrupt_build_state_is_one_clear_line(src, tmp_path):
     out = tmp_path / "out"
-    kill_when(src, out, round_0)
+    kill_at(src, out, ROUND_0)
     journal = out / STATE / "units.jsonl"
     journal.write_text("5\n" + journal.read_text())
     res = run_cli("build", "--src", src, "--total", TOTAL, "-o", out, "--resume", expect=1)
@@ -146,7 +129,7 @@ def test_resume_refuses_other_parameters_or_a_changed_source(src, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(src, source)
     out = tmp_path / "out"
-    kill_when(source, out, round_0)
+    kill_at(source, out, ROUND_0)
     res = run_cli("build", "--src", source, "--total", TOTAL, "-o", out, "--alpha", "0.2", "--resume", expect=1)
     assert "--resume needs the parameters it was built with: alpha was 0.1, now 0.2" in res.output
     first = (source / "50_50" / "train.txt").read_text().split()[0]
@@ -184,7 +167,7 @@ def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     subprocess.run(build_cmd(src, reference, *h5), check=True, capture_output=True)
     out = tmp_path / "out.h5"
     staging = out.with_name(out.name + ".building")
-    kill_when(src, out, lambda _: round_0(staging / STATE), 120.0, *h5)
+    kill_at(src, out, ROUND_0, *h5)
     assert staging.is_dir() and not out.exists()
     res = subprocess.run(build_cmd(src, out, *h5, "--resume"), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

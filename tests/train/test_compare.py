@@ -17,6 +17,8 @@ from sirst_synth.train.loop import curve_subset
 from conftest import REPO
 from train_fixtures import blob_dataset
 
+pytestmark = pytest.mark.slow
+
 TINY = ["--width", "4", "--crop", "32", "--batch-size", "4", "--device", "cpu", "--log-every", "2"]
 
 

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sirst_synth.cli import main
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = REPO / "examples" / "gpu_check.sh"
 
