@@ -18,9 +18,9 @@ from typing import Any
 from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.run.journal import check_same_run, read_run, remove_state, remove_temp_files, write_run
 from sirst_synth.run.owned import is_tool_file, refuse_foreign, remove_owned, survey
-from sirst_synth.store.fingerprint import ImageSums, norm_from_sums
+from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
 from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import INFO_NAME, LIST_NAMES, LOCK_NAME, MANIFEST_NAME, PIXEL_FOLDERS, state_dir, temp_path
+from sirst_synth.store.layout import INFO_NAME, LIST_NAMES, LOCK_NAME, MANIFEST_NAME, PIXEL_FOLDERS, image_name, state_dir, temp_path
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 from sirst_synth.store.record import read_record, record_path, record_text
 
@@ -192,13 +192,23 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
     return counts
 
 
-def train_norm(train: list[tuple[str, ImageSums | None]]) -> dict[str, Any]:
-    """``img_norm_cfg`` (mean and std of every gray pixel) of the train images, from the gray sums
-    their rows carry (every train row of a build carries them). Pooled exactly."""
+def _image_sums(ids: list[str], root: str) -> list[ImageSums]:
+    from sirst_synth.store.imageio import method_gray, read_image
+
+    return [gray_sums(method_gray(read_image(Path(root) / image_name(id_)))) for id_ in ids]
+
+
+def train_norm(out: Path, train: list[tuple[str, ImageSums | None]], n_jobs: int, batch: int = 64) -> dict[str, Any]:
+    """``img_norm_cfg`` (mean and std of every gray pixel) of the train images written in ``out``:
+    from the gray sums their rows carry (the built-in stages' rows do), reading in workers only the
+    images whose rows carry none (a stage that does not compute them). Pooled exactly, so it does
+    not depend on ``n_jobs``."""
+    from sirst_synth.run.parallel import run_jobs
+
     missing = [id_ for id_, sums in train if sums is None]
-    if missing:
-        raise AssertionError(f"train rows without gray sums: {missing[:3]}")
-    return {"part": "train", **norm_from_sums([sums for _, sums in train if sums is not None])}
+    batches = [missing[i:i + batch] for i in range(0, len(missing), batch)]
+    read = iter([s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", False, str(out)) for s in found])
+    return {"part": "train", **norm_from_sums([sums if sums is not None else next(read) for _, sums in train])}
 
 
 def _count(counts: dict[str, int], row: Row) -> None:

@@ -118,7 +118,7 @@ class DatasetStage(Stage):
         place = Place(ds, out.resolve(), bank)
         copies = run_copies(copy_jobs(ds, sources.result), place, opts, self.copies_originals())
         rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
-        return finish(out, ds, sources, rows, record, self.extra_info(), start, how)
+        return finish(out, ds, sources, rows, record, self.extra_info(), start, how, opts.n_jobs)
 
     #: the stage's parameters (a dataclass of :mod:`sirst_synth.plan.params`)
     params: Any
@@ -221,12 +221,12 @@ def already_complete(out: Path, info: dict[str, Any] | None = None) -> dict[str,
 
 
 def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],
-           extra: dict[str, Any], start: float, how: RunMode) -> dict[str, Any]:
+           extra: dict[str, Any], start: float, how: RunMode, n_jobs: int = 1) -> dict[str, Any]:
     """Write the closing files (``sirst-synth.json`` holds nothing that differs between identical
     runs), then append this run's mode and seconds to the run log."""
     info = {"command": record["command"], "parameters": record["parameters"], **extra,
             "source": source_info(ds, sources)}
-    counts = finish_output(out, ds.split, rows, info, train_norm)
+    counts = finish_output(out, ds.split, rows, info, lambda train: train_norm(out, train, n_jobs))
     seconds = round(time.perf_counter() - start, 3)
     append_run(out, {"command": record["command"], "mode": how.value, "seconds": seconds,
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
