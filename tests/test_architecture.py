@@ -82,6 +82,7 @@ def test_no_import_cycle():
             visit(m, [m])
 
 
+@pytest.mark.slow  # one interpreter per module
 def test_every_module_imports_alone_in_a_fresh_interpreter():
     code = ("import importlib, subprocess, sys\n"
             "bad = []\n"

@@ -56,6 +56,7 @@ def test_stage_commands_run_on_the_cluster_too(demo, tmp_path, scheduler):
     assert records[0] == records[1]
 
 
+@pytest.mark.slow  # waits for the connection timeout
 def test_unreachable_scheduler_is_one_clear_line(demo, tmp_path):
     res = run_cli("build", "--src", demo, "--total", "60", "-o", tmp_path / "o",
                   "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", expect=1)
