@@ -84,7 +84,8 @@ def subset(nudt: Path, train: list[str], out: Path) -> Path:
 
 
 def built(path: Path) -> bool:
-    return (path / "sirst-synth.json").is_file()
+    """A complete dataset folder, or a noise bank file (written whole)."""
+    return path.is_file() or (path / "sirst-synth.json").is_file()
 
 
 def once(path: Path, *args: str) -> None:
