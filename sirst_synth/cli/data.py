@@ -63,8 +63,10 @@ def _workers(backend: str, scheduler: str | None):
 def _skipped_ids(out: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Split -> the ids ``--skip-invalid`` left out, and the record's ``source`` (valid ids per split)."""
     from sirst_synth.store.reader import open_dataset
+    from sirst_synth.store.record import read_record
 
-    source = (open_dataset(out).info() or {}).get("source") or {}
+    record = open_dataset(out).info() if Path(out).is_file() else read_record(Path(out))  # any split
+    source = (record or {}).get("source") or {}
     found: dict[str, list[str]] = {}
     for item in source.get("skipped_invalid") or []:
         found.setdefault(str(item.get("split")), []).append(str(item.get("id")))
