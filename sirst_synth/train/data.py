@@ -292,14 +292,22 @@ class DeviceData:
 
     def batches(self, schedule: Schedule, crop: int, start: int = 0) -> Iterator[Batch]:
         """(image, mask, slot) of steps ``start`` .. end; the schedule goes to the device in chunks."""
-        for first in range(start, schedule.steps, CHUNK_STEPS):
-            last = min(first + CHUNK_STEPS, schedule.steps)
-            index = torch.from_numpy(schedule.index[first:last]).to(self.device)
-            slot = torch.from_numpy(schedule.slot[first:last]).to(self.device)
-            u = torch.from_numpy(schedule.uniforms(first, last)).to(self.device)
-            u = torch.gather(u, 1, slot.unsqueeze(2).expand(-1, -1, u.shape[2]))  # each view: its slot's row
-            for k in range(last - first):
-                yield (*self.crops(index[k], u[k], crop), slot[k])
+        for _, index, slot, u in device_steps(schedule, self.device, start):
+            yield (*self.crops(index, u, crop), slot)
+
+
+def device_steps(schedule: Schedule, device: torch.device,
+                 start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(step, indices, slots, each view's uniforms) of steps ``start`` .. end, on ``device``: the
+    schedule goes there in chunks of :data:`CHUNK_STEPS` steps."""
+    for first in range(start, schedule.steps, CHUNK_STEPS):
+        last = min(first + CHUNK_STEPS, schedule.steps)
+        index = torch.from_numpy(schedule.index[first:last]).to(device)
+        slot = torch.from_numpy(schedule.slot[first:last]).to(device)
+        u = torch.from_numpy(schedule.uniforms(first, last)).to(device)
+        u = torch.gather(u, 1, slot.unsqueeze(2).expand(-1, -1, u.shape[2]))  # each view: its slot's row
+        for k in range(last - first):
+            yield first + k, index[k], slot[k], u[k]
 
 
 class CropDataset(torch.utils.data.Dataset):

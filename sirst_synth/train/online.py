@@ -42,7 +42,7 @@ from sirst_synth.plan.seeding import rng_for
 from sirst_synth.plan.units import plan_units
 from sirst_synth.store.reader import DatasetReader
 from sirst_synth.train.config import TrainConfig
-from sirst_synth.train.data import CHUNK_STEPS, Batch, DeviceData, Schedule, device_budget
+from sirst_synth.train.data import Batch, DeviceData, Schedule, device_budget, device_steps
 from sirst_synth.transforms.bank import Bank
 from sirst_synth.transforms.core import check_alpha, check_fit, check_s
 from sirst_synth.transforms.torch import (
@@ -235,15 +235,9 @@ class OnlineData:
 
     def batches(self, schedule: Schedule, crop: int, start: int = 0) -> Iterator[Batch]:
         """(image, mask, slot) of steps ``start`` .. end, synthesised on the device."""
-        for first in range(start, schedule.steps, CHUNK_STEPS):
-            last = min(first + CHUNK_STEPS, schedule.steps)
-            index = torch.from_numpy(schedule.index[first:last]).to(self.device)
-            slot = torch.from_numpy(schedule.slot[first:last]).to(self.device)
-            u = torch.from_numpy(schedule.uniforms(first, last)).to(self.device)
-            u = torch.gather(u, 1, slot.unsqueeze(2).expand(-1, -1, u.shape[2]))  # each view: its slot's row
-            for k in range(last - first):
-                views = self.views(index[k], slot[k], self.generator(first + k))
-                yield (*self.data.crops(views.base, u[k], crop, (views.images, views.masks)), slot[k])
+        for step, index, slot, u in device_steps(schedule, self.device, start):
+            views = self.views(index, slot, self.generator(step))
+            yield (*self.data.crops(views.base, u, crop, (views.images, views.masks)), slot)
 
 
 def target_counts(ds: DatasetReader, ids: Sequence[str]) -> list[int]:
