@@ -46,21 +46,23 @@ def check_probability(p: float) -> float:
     return float(p)
 
 
-def check_alpha(alpha: float) -> float:
-    """``alpha`` in [0, 1] (the build's range, :data:`sirst_synth.plan.params.RANGES`)."""
+def _in_range(flag: str, name: str, value: float) -> None:
+    """``value`` within the build's range for ``flag`` (:data:`sirst_synth.plan.params.RANGES`)."""
     try:
-        dataclasses.replace(RANGES["--alpha"], option="alpha").check(alpha)
+        dataclasses.replace(RANGES[flag], option=name).check(value)
     except ValueError as exc:
         raise TransformError(str(exc)) from None
+
+
+def check_alpha(alpha: float) -> float:
+    """``alpha`` in [0, 1] (the build's range)."""
+    _in_range("--alpha", "alpha", alpha)
     return float(alpha)
 
 
 def check_s(s: int) -> int:
     """``s`` odd and >= 1 (the build's range)."""
-    try:
-        dataclasses.replace(RANGES["--s"], option="s").check(s)
-    except ValueError as exc:
-        raise TransformError(str(exc)) from None
+    _in_range("--s", "s", s)
     return int(s)
 
 
