@@ -1,4 +1,4 @@
-"""Issue 22, "the first hour goes right": each failure a newcomer meets is one line naming the right
+"""The first hour goes right: each failure a newcomer meets is one line naming the right
 thing (no traceback, no library text), the inspecting commands end with a summary line with
 seconds, and --help is grouped, described and has an example for every command."""
 from __future__ import annotations
