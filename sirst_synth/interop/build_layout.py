@@ -23,7 +23,7 @@ from sirst_synth.interop.exporters import EXPORTERS, check_name, export_dataset,
 from sirst_synth.interop.exporters import RECORD as EXPORT_RECORD
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
-from sirst_synth.run.output import RunMode
+from sirst_synth.run.output import RunMode, finished
 from sirst_synth.run.stages.base import RunOptions
 from sirst_synth.run.stages.build_h5 import build_in_staging
 from sirst_synth.store.dataset import Dataset
@@ -74,6 +74,8 @@ class BuildLayout:
         if completed is not None:
             self._check_same_layout(target)
         if completed is None:
+            if not (opts.force or opts.resume) and (target / INFO_NAME).is_file():
+                raise OutputError(f"{target}: {finished()}")
             check_output(target, ds.root, opts.force or (opts.resume and staging.is_dir()), target_hint(self.layout))
         elif staging.exists():
             shutil.rmtree(staging)  # left by a run killed while removing it

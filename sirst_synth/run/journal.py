@@ -1,8 +1,15 @@
 """The state of an unfinished build, kept in the output folder so ``--resume`` can finish it.
 
     OUT/.sirst-synth-partial/run.json       command, parameters, source fingerprint (written first)
-    OUT/.sirst-synth-partial/noise.h5       the build's noise bank (workers read it by path)
+    OUT/.sirst-synth-partial/noise-bank.json, noise-bank.bin
+                                            the build's noise bank (raw pixels and their index, not
+                                            HDF5; workers read it by path)
     OUT/.sirst-synth-partial/<stage>.jsonl  one line per finished job: its key and manifest rows
+
+Before the state folder exists, while the source is checked, the bank is sampled in the scratch
+folder ``OUT/.sirst-synth-scratch/`` (:func:`~sirst_synth.store.layout.scratch_dir`), so a build
+writes nothing outside its output, whenever it is stopped; every later run removes what a killed
+one left there.
 
 A journal line is appended by the parent once a job's files are renamed into place, in job order,
 so a journal is always a prefix of the plan: ``--resume`` replays it and runs what is missing.
@@ -27,8 +34,9 @@ from sirst_synth.store.layout import state_dir, temp_files
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 
 RUN_NAME = "run.json"
-#: for tests only: ``<journal>:<n>`` (``units:5``) makes the run SIGKILL its own process group (the
-#: parent and its workers) right after that journal records its n-th job: a kill at a known point.
+#: for tests only: ``<point>:<n>`` makes the run SIGKILL its own process group (the parent and its
+#: workers) at a known point: ``units:5``, right after that journal records its 5th job; ``scan:40``,
+#: right after the source check has taken in its 40th id (:func:`kill_point`).
 KILL_AFTER_ENV = "SIRST_SYNTH_KILL_AFTER"
 
 
@@ -125,7 +133,6 @@ class Journal:
         self._replaying = True
         self._fh: BinaryIO | None = None
         self.appended = self._replayed = 0
-        self._kill_after = _kill_point(path.stem)
 
     def _complete_lines(self) -> Iterator[bytes]:
         good = 0
@@ -171,8 +178,7 @@ class Journal:
         self._fh.write(_encode(key, rows))
         self._fh.flush()
         self.appended += 1
-        if self._kill_after is not None and self.appended + self._replayed >= self._kill_after:
-            os.killpg(os.getpgrp(), signal.SIGKILL)
+        kill_point(self.path.stem, self.appended + self._replayed)
 
     def rows(self) -> Iterator[Row]:
         """Every recorded row, in job order (read from disk, not held in memory)."""
@@ -187,10 +193,12 @@ class Journal:
             self._fh = None
 
 
-def _kill_point(journal: str) -> int | None:
-    """The job count after which :data:`KILL_AFTER_ENV` asks to kill the run, for this journal."""
+def kill_point(point: str, done: int) -> None:
+    """For tests only, the one hook of :data:`KILL_AFTER_ENV`: SIGKILL this process group when it
+    names ``point`` and ``done`` has reached its count (a journal's jobs, the scan's ids)."""
     name, _, count = os.environ.get(KILL_AFTER_ENV, "").partition(":")
-    return int(count) if name == journal and count.isdigit() else None
+    if name == point and count.isdigit() and done >= int(count):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def run_recorded(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +21,17 @@ from sirst_synth.run.journal import check_same_run, read_run, remove_state, remo
 from sirst_synth.run.owned import is_tool_file, refuse_foreign, remove_owned, survey
 from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
 from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import INFO_NAME, LIST_NAMES, LOCK_NAME, MANIFEST_NAME, PIXEL_FOLDERS, image_name, state_dir, temp_path
+from sirst_synth.store.layout import (
+    INFO_NAME,
+    LIST_NAMES,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    PIXEL_FOLDERS,
+    image_name,
+    scratch_dir,
+    state_dir,
+    temp_path,
+)
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 from sirst_synth.store.record import read_record, record_path, record_text
 
@@ -29,37 +40,52 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_output(out: Path, src: Path, force: bool, resume: bool = False) -> None:
+def check_output(out: Path, src: Path, force: bool, resume: bool = False, keep: Path | None = None) -> None:
     """Refuse the source (or a folder inside it), a file, and a non-empty folder unless ``force``
     or (for an interrupted or complete build of this tool) ``resume``. ``force`` replaces only what
     the tool wrote (:mod:`sirst_synth.run.owned`): a folder holding foreign files and no record of
     the tool is refused, and so are foreign files in ``images/`` or ``masks/``, where a build writes.
 
-    Writes nothing, so commands call it before reading their sources.
+    Writes nothing, so commands call it before reading their sources. ``keep``: the running build's
+    scratch folder (:func:`start_output`), which does not count.
     """
     out_r, src_r = out.resolve(), src.resolve()
     if _inside(out_r, src_r):
         raise OutputError(f"{out}: output folder is the source or inside it ({src}); choose another -o")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):  # the lock: see run/lock.py
+    if out.exists() and any(p.name != LOCK_NAME and p != keep for p in out.iterdir()):  # the lock: see run/lock.py
         found = survey(out)
+        interrupted = state_dir(out).is_dir() or (scratch_dir(out) != keep and scratch_dir(out).is_dir())
         if resume:
-            if not state_dir(out).is_dir() and not (out / INFO_NAME).is_file():
+            if not interrupted and not (out / INFO_NAME).is_file():
                 raise ResumeError(f"{out}: not a build of this tool (no {state_dir(out).name}/ or {INFO_NAME}); "
                                   "nothing to resume")
         else:
             refuse_foreign(found, "choose another -o (--force replaces only what sirst-synth wrote)")
             if not force:
-                what = ("an interrupted build: use --resume to finish it" if state_dir(out).is_dir()
-                        else "use --force to replace what sirst-synth wrote there (other files stay)")
-                raise OutputError(f"{out}: output folder is not empty; {what}")
+                raise OutputError(f"{out}: {not_empty(out, interrupted)}")
             inside = found.foreign_in(PIXEL_FOLDERS)
             if inside:
                 raise OutputError(f"{out}: --force keeps files sirst-synth did not write, and {len(inside)} lie in "
                                   f"its image folders ({', '.join(inside[:3])}); move them or choose another -o")
         if _inside(src_r, out_r):
             raise OutputError(f"{out}: --force would clear a folder that holds the source {src}")
+
+
+def finished(folder: bool = True) -> str:
+    """What to do with a finished build a plain run refuses, the harmless option first."""
+    again = "--force builds it again" + (" (replacing what sirst-synth wrote there; other files stay)" if folder else "")
+    return f"holds a finished build; --resume with the same options checks it and has nothing to do, {again}"
+
+
+def not_empty(out: Path, interrupted: bool) -> str:
+    """Why a plain run refuses the non-empty output ``out``, and what to do, the harmless option first."""
+    if interrupted:
+        return "output folder is not empty; an interrupted build: use --resume to finish it"
+    if (out / INFO_NAME).is_file():
+        return finished()
+    return "output folder is not empty; use --force to replace what sirst-synth wrote there (other files stay)"
 
 
 def check_output_file(out: Path, src: Path, force: bool, owned_only: bool = False) -> None:
@@ -102,11 +128,12 @@ class RunMode(StrEnum):
 
 
 def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resume: bool,
-                 completed: dict[str, Any] | None = None) -> RunMode:
+                 completed: dict[str, Any] | None = None, keep: Path | None = None) -> RunMode:
     """Make ``out`` ready for ``run`` (command, parameters, fingerprint); return how it starts
     (:class:`RunMode`). ``completed``: the ``sirst-synth.json`` of a finished dataset kept
-    elsewhere, such as a packed HDF5 file."""
-    check_output(out, src, force, resume)
+    elsewhere, such as a packed HDF5 file; ``keep``: a folder in ``out`` a fresh start leaves (the
+    running build's scratch folder)."""
+    check_output(out, src, force, resume, keep)
     if resume:
         done = completed if completed is not None else completed_run(out)
         if done is not None:
@@ -120,21 +147,30 @@ def start_output(out: Path, src: Path, split: str, run: dict, force: bool, resum
             remove_temp_files(out)
             _make_pixel_folders(out)
             return RunMode.RESUMED
-    clear_for_build(out, split)
+    clear_for_build(out, split, keep)
     _make_pixel_folders(out)
     write_run(out, run)
     return RunMode.FRESH
 
 
-def clear_for_build(out: Path, split: str) -> None:
+def clear_for_build(out: Path, split: str, keep: Path | None = None) -> None:
     """Remove what the tool wrote in ``out`` (:func:`~sirst_synth.run.owned.remove_owned`) before a
-    fresh build; foreign files stay, except split lists the build would overwrite: refused."""
+    fresh build, but the folder ``keep``; foreign files stay, except split lists the build would
+    overwrite: refused."""
     found = survey(out)
     lists = [rel for rel in found.foreign if rel in (f"{split}/{name}" for name in LIST_NAMES.values())]
     if lists:
         raise OutputError(f"{out}: --force keeps files sirst-synth did not write, and {out / lists[0]} is one the "
                           "build writes; move it or choose another -o")
+    if keep is not None:
+        kept = keep.relative_to(out).as_posix() + "/"
+        found.owned = [rel for rel in found.owned if not rel.startswith(kept)]
     remove_owned(found)
+
+
+def remove_scratch(out: Path) -> None:
+    """Delete the scratch folder of ``out`` (:func:`~sirst_synth.store.layout.scratch_dir`), whatever it holds."""
+    shutil.rmtree(scratch_dir(out), ignore_errors=True)
 
 
 def _make_pixel_folders(out: Path) -> None:

@@ -12,7 +12,8 @@ folder's name:
 - an import (``import.json``, ``import-manifest.csv``): each id's image and mask, the lists of each
   split the record names, and both records;
 - an export or ``build --layout`` (``sirst-synth-export.json``): the files its ``written`` list names;
-- by name: the tool's hidden entries at the top (``.sirst-synth*``: run log, build state) and its
+- by name: the tool's hidden entries at the top (``.sirst-synth*``: run log, build state, the scratch
+  folder a build samples its noise bank in while it checks its source) and its
   temporary files anywhere (``.<name>.<pid>.tmp``). The lock (``.sirst-synth-lock``) is the running
   command's own and is never counted nor removed here.
 

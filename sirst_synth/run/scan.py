@@ -20,6 +20,7 @@ import numpy as np
 from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.params import NoiseParams
+from sirst_synth.run.journal import kill_point
 from sirst_synth.run.pack import Packed, packed_pixels
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.run.sources import keep_source, one_opencv_thread
@@ -191,7 +192,7 @@ def scan(
             for part in parts for i in ids[part]]
     result.records = {part: [] for part in parts}
     outcomes = run_jobs(_scan_one, jobs, n_jobs, "checking sources", progress, ds, noise or NoiseParams())
-    for job, (record, problem, regions, patches, packed) in zip(jobs, outcomes):
+    for done, (job, (record, problem, regions, patches, packed)) in enumerate(zip(jobs, outcomes), 1):
         if problem is not None:
             result.problems.append(problem)
             continue
@@ -200,4 +201,5 @@ def scan(
             on_packed(packed)
         if bank is not None and job.sample:
             bank.add(job.id, regions, [crop(patch, (0, 0, *patch.shape)) for patch in patches])
+        kill_point("scan", done)  # tests only
     return result

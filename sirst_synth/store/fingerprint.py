@@ -48,6 +48,22 @@ def split_fingerprint(ds: Dataset) -> str:
     return fingerprint_of(fingerprint_lines(ds))
 
 
+def checked_split_fingerprint(ds: Dataset) -> str | None:
+    """:func:`split_fingerprint`, or None when a list is missing, an id is unsafe or a file cannot
+    be read (the source check then says which). Reads and hashes every listed file, decodes none."""
+    from sirst_synth.errors import SirstSynthError
+    from sirst_synth.store.layout import id_problem
+
+    try:
+        ids = {part: ds.ids(part) for part in sorted(PARTS)}
+        if any(id_problem(i) for part_ids in ids.values() for i in part_ids):
+            return None
+        return fingerprint_of(hashed_line(part, i, _file_sha(ds.image_path(i)), _file_sha(ds.mask_path(i)))
+                              for part, part_ids in ids.items() for i in part_ids)
+    except (SirstSynthError, OSError):
+        return None
+
+
 ImageSums = tuple[int, float, float]  #: pixels, sum and sum of squares of one gray image
 
 
@@ -84,19 +100,35 @@ def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
     return norm_from_sums([gray_sums(ds.read_gray(id_)) for id_ in ds.ids(part)])
 
 
+def gray_stats(gray: np.ndarray) -> tuple[ImageSums, float, float]:
+    """One gray image's :func:`gray_sums`, mean and (population) std, in float64. A uint8 image is
+    measured from its histogram: exact sums and mean, and the std of 256 weighted deviations."""
+    if gray.dtype != np.uint8:
+        return gray_sums(gray), float(gray.mean(dtype=np.float64)), float(gray.std(dtype=np.float64))
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)  # counts < 2**53: exact
+    values = np.arange(256, dtype=np.float64)
+    pixels, total = int(gray.size), float(hist @ values)
+    mean = total / pixels
+    return (pixels, total, float(hist @ (values * values))), mean, math.sqrt(float(hist @ np.square(values - mean)) / pixels)
+
+
 def per_image_norm_cfg(ds: Dataset, parts: tuple[str, ...] = ("train", "test")) -> dict[str, float | int]:
     """BasicIRSTD's fallback statistics: the mean of per-image means and the mean of per-image
     stds, over train + test (its ``get_img_norm_cfg`` for a dataset name it does not know).
     Reported beside :func:`img_norm_cfg` so the two can be told apart."""
-    means, stds = [], []
-    for part in parts:
-        for id_ in ds.ids(part):
-            gray = ds.read_gray(id_)
-            means.append(float(gray.mean(dtype=np.float64)))
-            stds.append(float(gray.std(dtype=np.float64)))
-    if not means:
+    from sirst_synth.store.imageio import method_gray
+
+    stats = [gray_stats(method_gray(ds.read_image(id_))) for part in parts for id_ in ds.ids(part)]
+    return per_image_from(stats)
+
+
+def per_image_from(stats: list[tuple[ImageSums, float, float]]) -> dict[str, float | int]:
+    """:func:`per_image_norm_cfg` from each image's :func:`gray_stats`, in order."""
+    if not stats:
         return {"mean": 0.0, "std": 0.0, "images": 0}
-    return {"mean": round(float(np.mean(means)), 6), "std": round(float(np.mean(stds)), 6), "images": len(means)}
+    mean = float(np.mean([s[1] for s in stats]))
+    std = float(np.mean([s[2] for s in stats]))
+    return {"mean": round(mean, 6), "std": round(std, 6), "images": len(stats)}
 
 
 #: fingerprints of public benchmark splits, as shipped in their public sources (SOURCE.txt of each

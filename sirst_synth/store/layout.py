@@ -6,6 +6,8 @@
     ROOT/manifest.csv               provenance, one row per image (built datasets)
     ROOT/sirst-synth.json           the build record, written last (the completion mark)
     ROOT/.sirst-synth-partial/      the state of an unfinished build
+    ROOT/.sirst-synth-scratch/      what a build writes while it checks its source (its noise
+                                    bank), before it starts the output; removed when it ends
     ROOT/.sirst-synth-lock          held while a command writes ROOT (pid and command inside)
     ROOT/.sirst-synth-runs.jsonl    the run log: one line per run (mode, seconds), not in the record
     ROOT/.sirst-synth-packed/       in the staging folder of build --format h5 only: each unit's
@@ -44,6 +46,9 @@ KINDS = ("original", "displaced", "negative")
 #: prefix of the hidden entries an unfinished build leaves
 STATE_PREFIX = ".sirst-synth"
 STATE_NAME = STATE_PREFIX + "-partial"
+#: the folder a command writes in while it checks its source, before the output is started (or
+#: cleared by --force): its files move into the state folder once it starts (see scratch_dir)
+SCRATCH_NAME = STATE_PREFIX + "-scratch"
 #: the lock a writing command holds inside its output folder (beside a file output: see lock_path)
 LOCK_NAME = STATE_PREFIX + "-lock"
 #: the run log: what differs between identical runs (seconds, resumed), kept out of INFO_NAME
@@ -77,6 +82,13 @@ def mask_name(id_: str) -> str:
 def state_dir(out: Path) -> Path:
     """The hidden folder holding an unfinished build's state."""
     return out / STATE_NAME
+
+
+def scratch_dir(out: Path) -> Path:
+    """The hidden folder a build writes in while it checks its source (before the output is
+    started): inside the output, so a kill leaves nothing elsewhere, and apart from the state
+    folder, so a finished dataset stays recognisably complete meanwhile."""
+    return out / SCRATCH_NAME
 
 
 def lock_path(out: Path, inside: bool) -> Path:

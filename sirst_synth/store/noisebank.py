@@ -12,13 +12,22 @@ Layout (all datasets indexed by patch number, except ``pixels``):
     attrs: grid, max_var, max_mean, split, images, images_with_patches, tool version
 
 Patches are appended while sampling, in blocks of about 4 MiB, so the bank is never held in memory whole.
+
+A build's own bank (in its state folder, removed when the build completes) is not HDF5: its
+pixels are one raw file of little-endian float32 (``noise-bank.bin``, the ``pixels`` above),
+memory-mapped by the workers, and its index and attributes one JSON file beside it
+(``noise-bank.json``, written last: :class:`RawBankWriter`, :class:`RawNoiseBank`). The same
+patches as an HDF5 bank, bit for bit; a failed write (a full disk) is a plain ``OSError``, so no
+library can end the process after the error line. :func:`open_bank` opens either kind.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -32,24 +41,18 @@ from sirst_synth.store.layout import temp_path
 _CHUNK = 4096
 #: pixels gathered before they are appended to the file: few large writes instead of one per image.
 _FLUSH_PIXELS = 1 << 20
-
-
+#: the raw bank's pixels: little-endian float32
+RAW_DTYPE = "<f4"
+#: ``format`` of a raw bank's JSON index
+RAW_FORMAT = "sirst-synth raw noise bank"
 
 
 class NoiseBankWriter:
     """Append patches image by image; ``close()`` writes the index. Writes to a temporary file
     that is renamed to ``path`` only when closed without error."""
 
-    def __init__(self, path: str | os.PathLike, attrs: dict, fast: bool = False):
-        """``fast``: the pixels uncompressed instead of gzip level 4 with shuffle (4 bytes a pixel,
-        written and read without compressing), for a build's own bank, which the build removes
-        when it completes."""
+    def __init__(self, path: str | os.PathLike, attrs: dict):
         self.path = Path(path)
-        self._tmp = temp_path(self.path)
-        self._file = h5py.File(self._tmp, "w")
-        packing: dict = {} if fast else {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-        self._pixels = self._file.create_dataset(
-            "pixels", shape=(0,), maxshape=(None,), dtype="float32", chunks=(_CHUNK,), **packing)
         self._attrs = dict(attrs)
         self._rows: list[tuple] = []
         self._size = 0
@@ -57,6 +60,13 @@ class NoiseBankWriter:
         self._pending_size = 0
         self.images = 0
         self.images_with_patches = 0
+        self._tmp = temp_path(self.path)
+        self._open()
+
+    def _open(self) -> None:
+        self._file = h5py.File(self._tmp, "w")
+        self._pixels = self._file.create_dataset("pixels", shape=(0,), maxshape=(None,), dtype="float32",
+                                                 chunks=(_CHUNK,), compression="gzip", compression_opts=4, shuffle=True)
 
     def add(self, source_id: str, regions: Sequence[NoiseRegion], patches: Sequence[np.ndarray]) -> None:
         """Append one image's kept regions and their float32 patches."""
@@ -75,11 +85,14 @@ class NoiseBankWriter:
     def _flush(self) -> None:
         """Append the pending pixels to the file."""
         if self._pending_size:
-            start = self._pixels.shape[0]
             with self._writing():
-                self._pixels.resize((start + self._pending_size,))
-                self._pixels[start:] = np.concatenate(self._pending)
+                self._append(np.concatenate(self._pending))
         self._pending, self._pending_size = [], 0
+
+    def _append(self, pixels: np.ndarray) -> None:
+        start = self._pixels.shape[0]
+        self._pixels.resize((start + pixels.size,))
+        self._pixels[start:] = pixels
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -102,7 +115,7 @@ class NoiseBankWriter:
             self._write_index(f, rows)
         os.replace(self._tmp, self.path)
 
-    def _write_index(self, f: h5py.File, rows: list[tuple]) -> None:
+    def _write_index(self, f: Any, rows: list[tuple]) -> None:
         f.create_dataset("offset", data=np.array([r[2] for r in rows], dtype=np.int64))
         f.create_dataset("shape", data=np.array([r[3] for r in rows], dtype=np.int32).reshape(-1, 2))
         f.create_dataset("source_id", data=[r[0] for r in rows], dtype=h5py.string_dtype())
@@ -119,6 +132,77 @@ class NoiseBankWriter:
     def abort(self) -> None:
         """Drop the temporary file (whatever state a failed write left it in)."""
         discard_unfinished(self._file, self._tmp)
+
+
+def raw_pixels_path(path: Path) -> Path:
+    """The pixel file of the raw bank whose JSON index is ``path``: ``noise-bank.json`` -> ``noise-bank.bin``."""
+    return path.with_suffix(".bin")
+
+
+class RawBankWriter(NoiseBankWriter):
+    """A build's own bank (see the module docstring): the pixels appended to a raw file, the
+    index written as JSON by ``close()``; both under temporary names, renamed into place (the
+    pixels first, the index last) only when closed without error. Every write is a plain ``write``:
+    a full disk is one :class:`WriteError` naming the file."""
+
+    def _open(self) -> None:
+        self._bin = raw_pixels_path(self.path)
+        self._bin_tmp = temp_path(self._bin)
+        self._fh = self._writing_open(self._bin_tmp)
+
+    def _writing_open(self, path: Path) -> Any:
+        try:
+            return open(path, "wb")  # noqa: SIM115  (closed by close() or abort())
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise WriteError(f"{self._bin_tmp}: cannot write ({exc.strerror or exc})") from None
+
+    def _append(self, pixels: np.ndarray) -> None:
+        self._fh.write(pixels.astype(RAW_DTYPE, copy=False).tobytes())
+
+    def close(self) -> None:
+        """Write the pixels' last block, then the JSON index; rename both into place."""
+        from sirst_synth.store.imageio import write_atomic
+
+        self._flush()
+        with self._writing():
+            self._fh.close()
+        rows = self._rows
+        names = sorted({r[0] for r in rows})
+        number = {name: i for i, name in enumerate(names)}
+        index = {
+            "format": RAW_FORMAT, "pixels": self._bin.name, "dtype": RAW_DTYPE, "size": self._size,
+            "attrs": {**{k: (v.item() if hasattr(v, "item") else v) for k, v in self._attrs.items()},
+                      "images": self.images, "images_with_patches": self.images_with_patches,
+                      "tool_version": __version__},
+            "source_ids": names,
+            "source": [number[r[0]] for r in rows],
+            "offset": [r[2] for r in rows],
+            "shape": [[int(v) for v in r[3]] for r in rows],
+            "grid": [[r[1].row, r[1].col] for r in rows],
+            "box": [[int(v) for v in r[1].box] for r in rows],
+            "var": [float(r[1].var) for r in rows],
+            "mean": [float(r[1].mean) for r in rows],
+        }
+        with self._writing():
+            os.replace(self._bin_tmp, self._bin)
+        try:
+            write_atomic(self.path, (json.dumps(index, separators=(",", ":")) + "\n").encode("utf-8"))
+        except BaseException:
+            self._bin.unlink(missing_ok=True)
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary files."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        self._bin_tmp.unlink(missing_ok=True)
 
 
 class NoiseBank:
@@ -172,6 +256,51 @@ class NoiseBank:
         self.close()
 
 
+class RawNoiseBank(NoiseBank):
+    """A build's own bank (:class:`RawBankWriter`): the JSON index at ``path`` loaded, the pixels
+    memory-mapped (workers share the pages; nothing is read whole)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            index = json.loads(self.path.read_text(encoding="utf-8"))
+            if index.get("format") != RAW_FORMAT:
+                raise ValueError(f"format {index.get('format')!r}")
+            names = index["source_ids"]
+            self.offset = np.array(index["offset"], dtype=np.int64)
+            self.shape = np.array(index["shape"], dtype=np.int32).reshape(-1, 2)
+            self.source_id = [names[i] for i in index["source"]]
+            self.grid = np.array(index["grid"], dtype=np.int32).reshape(-1, 2)
+            self.box = np.array(index["box"], dtype=np.int32).reshape(-1, 4)
+            self.var = np.array(index["var"], dtype=np.float64)
+            self.mean = np.array(index["mean"], dtype=np.float64)
+            self.attrs = dict(index["attrs"])
+            size = int(index["size"])
+            pixels = self.path.with_name(index["pixels"])
+            self._raw = np.memmap(pixels, dtype=index["dtype"], mode="r", shape=(size,)) if size else np.zeros(0)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise NoiseBankError(f"{self.path}: not a readable noise bank ({exc})") from None
+        if len(self.offset) == 0:
+            raise NoiseBankError(f"{self.path}: the noise bank holds no patch")
+
+    def patch(self, index: int) -> np.ndarray:
+        h, w = (int(v) for v in self.shape[index])
+        start = int(self.offset[index])
+        return np.array(self._raw[start : start + h * w], dtype=np.float32).reshape(h, w)
+
+    def close(self) -> None:
+        mm = getattr(self._raw, "_mmap", None)
+        self._raw = np.zeros(0)
+        if mm is not None:
+            with contextlib.suppress(BufferError):  # a view still in use keeps the map open until it is freed
+                mm.close()
+
+
+def open_bank(path: str | os.PathLike) -> NoiseBank:
+    """The bank at ``path``: a build's raw bank (its ``.json`` index), else an HDF5 bank."""
+    return RawNoiseBank(path) if Path(path).suffix == ".json" else NoiseBank(path)
+
+
 _open_banks: dict[tuple[str, float, int], NoiseBank] = {}
 
 
@@ -184,5 +313,5 @@ def cached_bank(path: str | os.PathLike) -> NoiseBank:
         for old in _open_banks.values():
             old.close()
         _open_banks.clear()
-        bank = _open_banks[key] = NoiseBank(path)
+        bank = _open_banks[key] = open_bank(path)
     return bank

@@ -45,9 +45,13 @@ def test_refuses_a_non_empty_folder_without_force(src, tmp_path):
     start_output(out, src, SPLIT, RUN, force=False, resume=False)
     finish_output(out, SPLIT, rows(), {"command": "build", "parameters": RUN["parameters"]})
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match="not empty; use --force"):
+    with pytest.raises(OutputError, match="holds a finished build; --resume with the same options checks it and has "
+                                          "nothing to do, --force builds it again"):
         check_output(out, src, force=False)
     check_output(out, src, force=True)
+    (out / "sirst-synth.json").unlink()
+    with pytest.raises(OutputError, match="not empty; use --force"):
+        check_output(out, src, force=False)
 
 
 def test_refuses_a_folder_of_foreign_files_even_with_force(src, tmp_path):

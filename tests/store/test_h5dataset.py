@@ -350,7 +350,8 @@ def test_build_format_h5_round_trips_to_the_png_build(build: Path, tmp_path: Pat
     res = run_cli(*args, "--seed", "5", "--resume", expect=1)
     assert res.output.startswith(f"error: {out}: --resume needs the parameters it was built with: seed was 0, now 5")
     res = run_cli(*args, expect=1)
-    assert "exists; use --force" in res.output
+    assert res.output == (f"error: {out}: holds a finished build; --resume with the same options checks it and has "
+                          "nothing to do, --force builds it again\n")
 
 
 def test_info_on_a_file_uses_the_files_own_split(build: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ def patch(seed, h, w):
     return np.random.default_rng(seed).uniform(0, 255, (h, w)).astype(np.float32)
 
 
-def write_bank(path, attrs=None):
-    writer = NoiseBankWriter(path, attrs or {"grid": 4, "max_var": 50.0, "max_mean": 255.0, "split": "50_50"})
+def write_bank(path, attrs=None, writer=NoiseBankWriter):
+    writer = writer(path, attrs or {"grid": 4, "max_var": 50.0, "max_mean": 255.0, "split": "50_50"})
     writer.add("img1", [NoiseRegion(0, 1, (0, 8, 8, 16), 3.5, 40.0), NoiseRegion(2, 3, (16, 24, 24, 32), 1.25, 70.0)],
                [patch(1, 8, 8), patch(2, 8, 8)])
     writer.add("img2", [], [])
@@ -141,3 +142,61 @@ def test_a_failed_write_is_one_write_error_naming_the_file(tmp_path, monkeypatch
         writer.add("a", [NoiseRegion(0, 0, (0, 0, 2, 2), 1.0, 2.0)], [np.ones((2, 2), np.float32)])
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a build's own bank: raw pixels and a JSON index (not HDF5) ------------------------------------
+
+def test_a_raw_bank_reads_back_what_an_hdf5_bank_holds(tmp_path, monkeypatch):
+    """The same patches, bit for bit, with the same provenance and attributes, across write blocks."""
+    from sirst_synth.store import noisebank
+    from sirst_synth.store.noisebank import RawBankWriter, RawNoiseBank, cached_bank, open_bank, raw_pixels_path
+
+    monkeypatch.setattr(noisebank, "_FLUSH_PIXELS", 100)  # several appends
+    for writer in (write_bank(tmp_path / "bank.h5"), write_bank(tmp_path / "noise-bank.json", writer=RawBankWriter)):
+        writer.add("img4", [NoiseRegion(0, 1, (0, 8, 8, 16), 3.5, 40.0), NoiseRegion(2, 3, (16, 24, 24, 32), 1.25, 70.0)],
+                   [patch(4, 8, 8), patch(2, 8, 8)])
+        writer.close()
+    assert raw_pixels_path(tmp_path / "noise-bank.json").stat().st_size == 4 * (4 * 64 + 30)
+    with open_bank(tmp_path / "noise-bank.json") as a, NoiseBank(tmp_path / "bank.h5") as b:
+        assert isinstance(a, RawNoiseBank) and len(a) == len(b) == 5
+        assert a.source_id == b.source_id
+        for field in ("offset", "shape", "grid", "box", "var", "mean"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field
+            assert getattr(a, field).dtype == getattr(b, field).dtype, field
+        for index in range(len(a)):
+            assert a.patch(index).dtype == np.float32 and np.array_equal(a.patch(index), b.patch(index))
+        assert {k: a.attrs[k] for k in ("grid", "split", "images", "images_with_patches")} == \
+               {k: (b.attrs[k].item() if hasattr(b.attrs[k], "item") else b.attrs[k])
+                for k in ("grid", "split", "images", "images_with_patches")}
+    assert np.array_equal(cached_bank(tmp_path / "noise-bank.json").patch(4), patch(2, 8, 8))
+
+
+def test_a_raw_bank_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Until close() only temporary files exist; a full disk is one WriteError naming the file, and
+    abort() leaves nothing."""
+    from sirst_synth.errors import WriteError
+    from sirst_synth.store import noisebank
+    from sirst_synth.store.noisebank import RawBankWriter
+
+    path = tmp_path / "noise-bank.json"
+    writer = RawBankWriter(path, {})
+    writer.add("a", [NoiseRegion(0, 0, (0, 0, 2, 2), 1.0, 2.0)], [np.ones((2, 2), np.float32)])
+    assert [p.name for p in tmp_path.iterdir()] == [f".noise-bank.bin.{os.getpid()}.tmp"]
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise-bank.bin", "noise-bank.json"]
+
+    monkeypatch.setattr(noisebank, "_FLUSH_PIXELS", 1)
+    writer = RawBankWriter(tmp_path / "other.json", {})
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    writer._fh = FullDisk()
+    with pytest.raises(WriteError, match=r"\.other\.bin\.\d+\.tmp: cannot write \(No space left on device\)$"):
+        writer.add("a", [NoiseRegion(0, 0, (0, 0, 2, 2), 1.0, 2.0)], [np.ones((2, 2), np.float32)])
+    writer.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise-bank.bin", "noise-bank.json"]

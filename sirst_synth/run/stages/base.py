@@ -20,12 +20,23 @@ from typing import Any, ClassVar
 from sirst_synth import __version__
 from sirst_synth.errors import PlanError, SirstSynthError, SourceProblems
 from sirst_synth.run.jobs import CopyJob, Place, recorded_copy, run_copy
-from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.journal import Journal, check_same_run, run_recorded
 from sirst_synth.run.lock import check_not_running, command_line, locked_folder
-from sirst_synth.run.output import RunMode, check_output, completed_run, finish_output, start_output, train_norm
+from sirst_synth.run.output import (
+    RunMode,
+    check_output,
+    completed_run,
+    finish_output,
+    make_folder,
+    remove_scratch,
+    start_output,
+    train_norm,
+)
 from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
+from sirst_synth.run.space import SourceSizes, check_space, source_sizes, used_by
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.layout import PARTS, flat_name, flat_names, state_dir
+from sirst_synth.store.fingerprint import checked_split_fingerprint
+from sirst_synth.store.layout import PACKED_DIR, PARTS, PIXEL_FOLDERS, flat_name, flat_names, scratch_dir, state_dir
 from sirst_synth.store.manifest import Row, original_row
 from sirst_synth.store.record import append_run
 
@@ -85,10 +96,19 @@ class DatasetStage(Stage):
     """A stage that copies its source dataset into ``out`` and adds generated training images
     (``build --format h5`` records the originals' rows only: see :meth:`copies_originals`).
 
-    :meth:`run` is the skeleton: refuse an unsafe output, check the source and plan
+    :meth:`run` is the skeleton: refuse an unsafe output, answer ``--resume`` on a finished one at
+    once (:meth:`finished_unchanged`), check the free space, check the source and plan
     (:meth:`prepare`), start or resume the output, copy every source image, run the stage's own
     jobs (:meth:`train_rows`) and write the closing files. A subclass supplies the parts in between.
     """
+
+    #: the output's scratch folder (:func:`~sirst_synth.store.layout.scratch_dir`), set by :meth:`run`:
+    #: where :meth:`prepare` may write (:meth:`make_scratch`) before the output is started, kept when
+    #: ``--force`` clears the output, and removed (with what a killed run left there) by every run
+    scratch: Path | None = None
+    #: the output a user named, when the stage writes a staging folder for it (``build --format h5``,
+    #: ``--layout``): messages about the output as a whole name it
+    named_out: Path | None = None
 
     def run(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None = None) -> dict[str, Any]:
         """``completed``: the record of a finished copy kept elsewhere (see :mod:`.build_h5`).
@@ -103,18 +123,25 @@ class DatasetStage(Stage):
 
     def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None,
                     start: float) -> dict[str, Any]:
+        self.scratch = scratch_dir(out)
         try:
+            if opts.resume and self.finished_unchanged(ds, out, completed):
+                return already_complete(out, completed, start)
+            remove_scratch(out)  # what a run killed while checking its source left
+            need = self._check_space(ds, out, opts)
             sources = self.prepare(ds, opts)
             flat_names(sorted(sources.ids()))  # two ids with one flat name: refused before writing
+            check_space(out, need, f"this {self.name}", self.named_out)  # again: the scan's files take room now
             record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
                       "fingerprint": sources.result.fingerprint()}
-            how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed)
+            how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed, keep=self.scratch)
             self.started(out, how)
             if how is RunMode.COMPLETE:
-                return already_complete(out, completed)
+                return already_complete(out, completed, start)
             bank = self.place_bank(out)
         finally:
             self.cleanup()
+            remove_scratch(out)
         place = Place(ds, out.resolve(), bank)
         copies = run_copies(copy_jobs(ds, sources.result), place, opts, self.copies_originals())
         rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
@@ -123,9 +150,59 @@ class DatasetStage(Stage):
     #: the stage's parameters (a dataclass of :mod:`sirst_synth.plan.params`)
     params: Any
 
+    def finished_unchanged(self, ds: Dataset, out: Path, completed: dict[str, Any] | None) -> bool:
+        """``--resume`` on a finished output (``completed``: its record kept elsewhere, else ``out``'s
+        ``sirst-synth.json``): True when it is this run's, so there is nothing to do, without
+        checking the source image by image. Checked: the command and every parameter (refused at
+        once when one differs), then the source fingerprint, computed from the split lists and the
+        SHA-256 of every listed file (read, not decoded). False (the whole source is then checked
+        as for any run, and a difference refused as before) when the build left ids out
+        (``--skip-invalid``: only the full check knows which), or a list, id or file is unusable, or
+        the fingerprint differs."""
+        done = completed if completed is not None else completed_run(out)
+        if done is None:
+            return False
+        recorded = done.get("source")
+        source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        before = {"command": done.get("command"), "parameters": done.get("parameters", {}),
+                  "fingerprint": source.get("fingerprint")}
+        now = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
+               "fingerprint": before["fingerprint"]}
+        check_same_run(out, before, now, where="its sirst-synth.json")
+        if source.get("skipped_invalid") or not before["fingerprint"]:
+            return False
+        if checked_split_fingerprint(ds) != before["fingerprint"]:
+            return False
+        self.started(out, RunMode.COMPLETE)
+        return True
+
+    def make_scratch(self) -> Path:
+        """Create :attr:`scratch` (for :meth:`prepare`) and return it."""
+        assert self.scratch is not None
+        make_folder(self.scratch)
+        return self.scratch
+
+    def space_needed(self, sizes: SourceSizes) -> int:
+        """Bytes the run writes in its output, estimated from the source's file sizes (each copy
+        as its file, each generated image as a mean train image with its mask)."""
+        copies = sizes.total if self.copies_originals() else 0
+        return copies + self.planned_images(sizes.ids.get("train", 0)) * sizes.train_pair
+
+    def planned_images(self, train: int) -> int:
+        """How many images the stage generates from ``train`` train images (0 when the plan needs the source)."""
+        return 0
+
+    def _check_space(self, ds: Dataset, out: Path, opts: RunOptions) -> int:
+        """Refuse to start without the space :meth:`space_needed` estimates (less what an earlier run
+        wrote that this one keeps or replaces); return the bytes needed."""
+        need = max(self.space_needed(source_sizes(ds)) - used_by([out / f for f in (*PIXEL_FOLDERS, PACKED_DIR)]), 0)
+        check_space(out, need, f"this {self.name}", self.named_out)
+        return need
+
     @abstractmethod
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
-        """Scan and check the source, check the plan against it; write nothing in the output."""
+        """Scan and check the source, check the plan against it; write nothing in the output but in
+        :attr:`scratch` (:meth:`make_scratch`)."""
 
     def record_params(self) -> dict[str, Any]:
         """The parameters recorded in ``sirst-synth.json`` (and compared on ``--resume``)."""
@@ -136,7 +213,7 @@ class DatasetStage(Stage):
         return None
 
     def cleanup(self) -> None:
-        """Remove what :meth:`prepare` left outside the output."""
+        """Release what :meth:`prepare` holds (its :attr:`scratch` folder is removed by :meth:`run`)."""
 
     def started(self, out: Path, how: RunMode) -> None:
         """Check (or mark) what the stage needs of the output it starts, resumes or finds complete."""
@@ -214,10 +291,12 @@ def source_info(ds: Dataset, sources: Sources) -> dict[str, Any]:
     }
 
 
-def already_complete(out: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+def already_complete(out: Path, info: dict[str, Any] | None = None, start: float | None = None) -> dict[str, Any]:
+    """The summary of a run that found its output finished (``start``: when it began, for its seconds)."""
     info = info or completed_run(out) or {}
+    seconds = round(time.perf_counter() - start, 3) if start is not None else 0.0
     return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
-            "seconds": 0.0, "resumed": RunMode.COMPLETE.value}
+            "seconds": seconds, "resumed": RunMode.COMPLETE.value}
 
 
 def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],

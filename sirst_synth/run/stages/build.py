@@ -3,8 +3,7 @@ displacement + negatives in plan order, cut to exactly ``total`` training images
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -22,6 +21,7 @@ from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.output import RunMode, make_folder
 from sirst_synth.run.pack import H5Writer, packed_written
 from sirst_synth.run.packfile import unit_images, write_unit
+from sirst_synth.run.space import SourceSizes
 from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import check_window
@@ -29,7 +29,10 @@ from sirst_synth.run.stages.sample_noise import check_and_sample
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import PACKED_DIR, PARTS, flat_name, state_dir
 from sirst_synth.store.manifest import Row, new_row
-from sirst_synth.store.noisebank import NoiseBank
+from sirst_synth.store.noisebank import open_bank, raw_pixels_path
+
+#: the build's own noise bank: its JSON index (the pixels: ``noise-bank.bin`` beside it)
+BANK_NAME = "noise-bank.json"
 
 log = logging.getLogger("sirst_synth")
 
@@ -60,7 +63,8 @@ class BuildJob(DisplaceJob):
 class Build(DatasetStage):
     """Sample the noise bank while checking the source, then generate ``total - originals`` images.
 
-    The bank is sampled in a local temporary folder, then moved into the output's state folder,
+    The bank (raw pixels and a JSON index, not HDF5: :class:`~sirst_synth.store.noisebank.RawBankWriter`)
+    is sampled in the output's scratch folder (:attr:`scratch`), then moved into its state folder,
     where workers (local or on a cluster) read it by path.
     """
 
@@ -68,13 +72,12 @@ class Build(DatasetStage):
     params: BuildParams = field(default_factory=BuildParams)
     #: ``build --format h5``: the file written as the images come (see :mod:`.build_h5`)
     writer: H5Writer | None = None
-    _workdir: Path | None = field(default=None, init=False)
 
     def prepare(self, ds: Dataset, opts: RunOptions) -> Sources:
         p = self.params
-        self._workdir = Path(tempfile.mkdtemp(prefix="sirst-synth-"))
+        self.make_scratch()
         on_packed = self.writer.add if self.writer is not None else None
-        sources, writer = check_and_sample(ds, PARTS, self._scanned_bank, {}, p.noise, opts, on_packed, fast=True)
+        sources, writer = check_and_sample(ds, PARTS, self._scanned_bank, {}, p.noise, opts, on_packed, raw=True)
         log.info("noise bank: %d patches from %d of %d train images", len(writer), writer.images_with_patches,
                  writer.images)
         check_window(p.s, sources.train)
@@ -85,8 +88,8 @@ class Build(DatasetStage):
 
     @property
     def _scanned_bank(self) -> Path:
-        assert self._workdir is not None
-        return self._workdir / "noise.h5"
+        assert self.scratch is not None
+        return self.scratch / BANK_NAME
 
     def _check_plan(self, sources: Sources) -> None:
         """Before anything is written: enough patches for the rounds needed, no id clash.
@@ -95,19 +98,28 @@ class Build(DatasetStage):
         """
         train = sources.train
         rounds = -(-(self.params.total - len(train)) // len(train))
-        with NoiseBank(self._scanned_bank) as bank:
+        with open_bank(self._scanned_bank) as bank:
             NoiseDrawer(bank.source_id, self.params.seed).check_capacity([r.id for r in train], rounds)
         refuse_clashes(build_id_clashes({flat_name(i) for i in sources.ids()},
                                         {flat_name(r.id): r.targets for r in train}, rounds))
 
     def place_bank(self, out: Path) -> str | None:
-        bank_path = state_dir(out).resolve() / "noise.h5"
-        shutil.move(self._scanned_bank, bank_path)
+        """Move the bank from the scratch folder into the state folder (the same file system: two
+        renames, the index last)."""
+        bank_path = state_dir(out).resolve() / BANK_NAME
+        os.replace(raw_pixels_path(self._scanned_bank), raw_pixels_path(bank_path))
+        os.replace(self._scanned_bank, bank_path)
         return str(bank_path)
 
-    def cleanup(self) -> None:
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+    def planned_images(self, train: int) -> int:
+        return max(self.params.total - train, 0)
+
+    def space_needed(self, sizes: SourceSizes) -> int:
+        """Every source file's copy (in the folder, or in the file of ``build --format h5``) and the
+        generated images; with ``--format h5`` the generated images twice: their units' files in the
+        staging folder and the file itself."""
+        generated = self.planned_images(sizes.ids.get("train", 0)) * sizes.train_pair
+        return sizes.total + generated * (2 if self.writer is not None else 1)
 
     def copies_originals(self) -> bool:
         """Not into the folder of ``build --format h5``: the scan hands them to its file."""
@@ -136,7 +148,7 @@ class Build(DatasetStage):
         """
         p = self.params
         assert place.bank is not None
-        with NoiseBank(place.bank) as bank:
+        with open_bank(place.bank) as bank:
             bank_sources, grid = bank.source_id, bank.grid
         drawer = NoiseDrawer(bank_sources, p.seed)
         max_sizes = {r.id: 1 + max_negatives(r.targets) for r in sources.train}

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sirst_synth.errors import ResumeError
+from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
-from sirst_synth.run.output import RunMode, check_output_file
+from sirst_synth.run.output import RunMode, check_output_file, finished
 from sirst_synth.run.pack import H5Writer
 from sirst_synth.run.packfile import unit_images
 from sirst_synth.run.stages.base import RunOptions, Stage
@@ -35,8 +35,10 @@ def build_in_staging(params: BuildParams, ds: Dataset, staging: Path, out: Path,
     """Make (or resume) the PNG build of ``out`` in the folder ``staging``; ``completed``: the
     record of a finished ``out``; ``writer``: the HDF5 file that receives every image as it comes.
     Resume errors name ``out``, the output the user asked for."""
+    stage = Build(params, writer=writer)
+    stage.named_out = out
     try:
-        return Build(params, writer=writer).run(ds, staging, opts, completed)
+        return stage.run(ds, staging, opts, completed)
     except ResumeError as exc:
         if completed is None:
             raise
@@ -53,6 +55,17 @@ def add_generated(writer: H5Writer, staging: Path, split: str) -> None:
     for rows in units.values():
         for packed in unit_images(staging, rows):
             writer.add(packed)
+
+
+def _finished(out: Path) -> bool:
+    """Whether ``out`` is a finished ``build --format h5`` (an HDF5 file with its record)."""
+    import h5py
+
+    try:
+        with h5py.File(out, "r") as f:
+            return "info" in f.attrs
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -76,6 +89,8 @@ class BuildH5(Stage):
         if opts.resume and out.is_file() and not staging.exists():
             completed = H5Dataset(out).info()
         else:
+            if out.is_file() and not (opts.force or opts.resume) and _finished(out):
+                raise OutputError(f"{out}: {finished(folder=False)}")
             check_output_file(out, ds.root, opts.force or opts.resume, owned_only=True)
         if completed is not None:  # the finished file: only its record is checked
             return {**build_in_staging(self.params, ds, staging, out, opts, completed), "out": str(out)}

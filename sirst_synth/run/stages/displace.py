@@ -82,7 +82,13 @@ class Displace(DatasetStage):
         return sources
 
     def record_params(self) -> dict[str, Any]:
+        if not self._bank_info:  # --resume on a finished output compares the record before prepare()
+            with NoiseBank(self.bank) as bank:
+                self._bank_info = bank.describe()
         return {**self.params.record(), "noise_bank_sha256": self._bank_info["sha256"]}
+
+    def planned_images(self, train: int) -> int:
+        return self.params.rounds * train
 
     def place_bank(self, out: Path) -> str | None:
         return str(Path(self.bank).resolve())

@@ -16,17 +16,18 @@ from sirst_synth.run.pack import Packed
 from sirst_synth.run.scan import check_grid, scan
 from sirst_synth.run.stages.base import RunOptions, Sources, Stage, check_sources
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.noisebank import NoiseBankWriter
+from sirst_synth.store.noisebank import NoiseBankWriter, RawBankWriter
 
 
 def check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs: dict[str, Any],
                      noise: NoiseParams, opts: RunOptions,
                      on_packed: Callable[[Packed], None] | None = None,
-                     fast: bool = False) -> tuple[Sources, NoiseBankWriter]:
+                     raw: bool = False) -> tuple[Sources, NoiseBankWriter]:
     """Check every id of ``parts`` and sample the train images' noise into a bank at ``bank_path``,
     which appears only when the sources, the grid and the bank pass their checks (``on_packed``:
-    see :func:`~sirst_synth.run.scan.scan`; ``fast``: see :class:`NoiseBankWriter`)."""
-    writer = NoiseBankWriter(bank_path, {**noise.record(), **attrs}, fast)
+    see :func:`~sirst_synth.run.scan.scan`; ``raw``: a build's own bank, not HDF5, see
+    :class:`~sirst_synth.store.noisebank.RawBankWriter`)."""
+    writer = (RawBankWriter if raw else NoiseBankWriter)(bank_path, {**noise.record(), **attrs})
     try:
         sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer, on_packed), opts)
         problem = check_grid(sources.train, noise.grid)
