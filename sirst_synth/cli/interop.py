@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from sirst_synth.cli.app import friendly_errors, in_range, main, option_groups, settings, summary
+from sirst_synth.cli.app import check_jobs, friendly_errors, in_range, main, option_groups, settings, summary
 from sirst_synth.cli.inspect import _open, dataset_options
 
 IMPORT_FORMATS = ("sirst", "sirst-v2", "irstd-1k", "basicirstd", "folders", "dnanet")
@@ -92,7 +92,8 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
             err=True)
 
 
-@option_groups({"Input": ("split", "train_list", "test_list"), "Output": ("fmt", "out", "name", "copy", "force")})
+@option_groups({"Input": ("split", "train_list", "test_list"), "Output": ("fmt", "out", "name", "copy", "force"),
+                "Run": ("n_jobs",)})
 @main.command("export")
 @dataset_options
 @click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Layout to write.")
@@ -103,13 +104,16 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
 @click.option("--copy", is_flag=True, help="Copy files instead of hard-linking them.")
 @click.option("--force", is_flag=True,
               help="Replace an earlier export there (only the files sirst-synth wrote; other files stay).")
+@click.option("-j", "--jobs", "n_jobs", default=-1, show_default=True, type=int, callback=check_jobs,
+              help="Threads that hash and decode the files (-1: one per core).")
 @friendly_errors
-def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, force):
+def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, force, n_jobs):
     """Write a dataset in a trainer's layout.
 
     Write DATASET in the layout a trainer reads (--to), hard-linking its files. basicirstd,
     dnanet and points add the folder OUT/<name>/ beside the datasets OUT holds (a trainer's
-    datasets/); the others write OUT.
+    datasets/); the others write OUT. Each file is read once; basicirstd and points print the
+    image statistics a trainer normalises with.
 
     \b
     basicirstd  OUT/<name>/{images,masks}, img_idx/{train,test}_<name>.txt (also SCTransNet)
@@ -129,6 +133,7 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     from sirst_synth.interop.exporters import check_name, export_target, run_export, target_hint
     from sirst_synth.interop.staging import staged_folder
 
+    start = time.perf_counter()
     if dataset.is_file():
         raise ExportError(f"{dataset}: export reads a dataset folder, not a file")
     name = check_name(name or dataset.resolve().name)
@@ -136,14 +141,15 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     with _locked_output(target, dataset, force, target_hint(fmt)):
         ds = _open(dataset, split, train_list, test_list)
         with staged_folder(target) as tmp:
-            record = run_export(ds, fmt, tmp, name, copy)
-    files = record["files"]
-    summary(f"export {fmt}: {record['train']} train / {record['test']} test ids, {files['linked']} files linked, "
-             f"{files['copied']} copied, {len(files['masks_rewritten'])} masks rewritten -> {target}")
-    for line in norm_lines(record):
-        summary(line)
+            record = run_export(ds, fmt, tmp, name, copy, n_jobs, settings().progress)
+    for line in norm_lines(record):  # the report: what a trainer is given
+        click.echo(line)
     if settings().verbose:
         click.echo(json.dumps({k: v for k, v in record.items() if k != "written"}, indent=2))
+    files = record["files"]
+    summary(f"export {fmt}: {record['train']} train / {record['test']} test ids, {files['linked']} files linked, "
+            f"{files['copied']} copied, {len(files['masks_rewritten'])} masks rewritten -> {target} "
+            f"in {time.perf_counter() - start:.1f} s", err=True)
 
 
 def norm_lines(record: dict) -> list[str]:

@@ -83,7 +83,8 @@ class BuildLayout:
         if summary["resumed"] == RunMode.COMPLETE:
             return {**summary, "out": str(target)}
         start = time.perf_counter()
-        export_dataset(Dataset(staging, ds.split), self.layout, out, name, copy=False, force=True)
+        export_dataset(Dataset(staging, ds.split), self.layout, out, name, copy=False, force=True,
+                       n_jobs=opts.n_jobs, progress=opts.progress)
         for file in (MANIFEST_NAME, RUN_LOG_NAME, INFO_NAME):  # the record last: it marks the folder complete
             if (staging / file).is_file():
                 write_atomic(target / file, read_bytes(staging / file))

@@ -11,14 +11,20 @@ only an earlier export of the same name (:mod:`sirst_synth.run.owned`). The othe
 A mask that is not an 8-bit gray 0/255 PNG (an RGB mask, a soft mask) is written as one
 (targets: ``mask > 0``), because BasicIRSTD, MSHNet and LESPS divide masks by 255 and
 BasicIRSTD never reduces a 3-D mask to 2-D. Boxes and points come from :mod:`.boxes`.
+
+Before writing, every file is hashed once and only what is still unknown is decoded, in workers
+(:mod:`.filescan`): each distinct mask once, and for the image statistics each image once but a
+build's negatives, whose statistics are their group's first image's.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +34,23 @@ from PIL import Image
 
 from sirst_synth.errors import ExportError, SirstSynthError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
+from sirst_synth.interop.filescan import FileScan, scan_files
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
 from sirst_synth.run.owned import files_under
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
-from sirst_synth.store.layout import DNANET_RESULT_FOLDERS, EXPORT_RECORD_NAME, INFO_NAME, MANIFEST_NAME, flat_names, id_problem
+from sirst_synth.store.fingerprint import fingerprint_of, hashed_line, img_norm_cfg, per_image_norm_cfg, split_fingerprint
+from sirst_synth.store.layout import (
+    DNANET_RESULT_FOLDERS,
+    EXPORT_RECORD_NAME,
+    IMAGES,
+    INFO_NAME,
+    MANIFEST_NAME,
+    MASKS,
+    SUFFIX,
+    flat_names,
+    id_problem,
+)
 from sirst_synth.store.record import read_record, recorded_split
 
 RECORD = EXPORT_RECORD_NAME
@@ -47,6 +64,10 @@ DNANET_RESULT_TEXT = {
                            "(<st_model>_visulization_result/, <st_model>_visulization_fuse/).\n",
 }
 PLACEHOLDER = "README.txt"
+#: the formats that link or rewrite each mask (the others read masks for boxes or points only)
+MASK_FORMATS = ("basicirstd", "dnanet", "folders", "mshnet", "points")
+#: the formats that record the image statistics
+NORM_FORMATS = ("basicirstd", "points")
 #: the one class of every box format
 CLASS_NAME = "target"
 VOC_CLASS_NAME = "Target"  # SIRST's own VOC files name the class "Target"
@@ -59,12 +80,77 @@ class Exporter:
     ds: Dataset
     out: Path
     copy: bool = False
+    #: workers of the file scan (:meth:`scan`), and whether progress bars show on stderr
+    n_jobs: int = 1
+    progress: bool = False
     linked: int = 0
     copied: int = 0
     rewritten_masks: list[str] = field(default_factory=list)
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     #: flat id -> the dataset's id, for ids with folder parts
     _source: dict[str, str] = field(default_factory=dict)
+    #: what :meth:`scan` found (hashes, mask verdicts, image statistics)
+    _files: FileScan | None = None
+    #: the folders :meth:`place` made
+    _folders: set[str] = field(default_factory=set)
+
+    def scan(self, check_masks: bool, stats: bool) -> FileScan:
+        """Hash every listed file once; decode each distinct mask (``check_masks``) and the images
+        whose statistics are needed (``stats``), a build's negatives left out (:mod:`.filescan`)."""
+        ids = self._ids()
+        every = [i for part in ("train", "test") for i in ids[part]]
+        images, masks = [self._file(i, IMAGES) for i in every], [self._file(i, MASKS) for i in every]
+        same_as = self._negatives() if stats else {}
+        self._files = scan_files(images, masks, check_masks, stats, self.n_jobs, self.progress, same_as)
+        return self._files
+
+    def _negatives(self) -> dict[str, tuple[str, str, str]]:
+        """A build's negatives: image path -> (its recorded sha, its group's first image, that one's sha)."""
+        try:
+            rows = self.ds.manifest() or {}
+        except (SirstSynthError, OSError, ValueError):
+            return {}
+        found = {}
+        for id_, row in rows.items():
+            group = rows.get(row.get("group") or "")
+            if row.get("kind") == "negative" and group is not None and group.get("kind") != "negative":
+                found[self._file(id_, IMAGES)] = (row["sha256_image"], self._file(group["id"], IMAGES),
+                                                  group["sha256_image"])
+        return found
+
+    def _file(self, id_: str, folder: str) -> str:
+        """The path of the dataset's image (``folder`` images) or mask of its id ``id_``, as a string
+        (the key of the scan's tables; no path object per file)."""
+        return f"{self._root}/{folder}/{id_}{SUFFIX}"
+
+    @property
+    def _root(self) -> str:
+        return str(self.ds.root)
+
+    def fingerprint(self) -> str:
+        """The split fingerprint (:func:`~sirst_synth.store.fingerprint.split_fingerprint`), from the
+        scan's hashes when it ran."""
+        if self._files is None:
+            return split_fingerprint(self.ds)
+        sha = self._files.sha
+        return fingerprint_of(hashed_line(part, i, sha[self._file(i, IMAGES)], sha[self._file(i, MASKS)])
+                              for part in sorted(("train", "test")) for i in self.ds.ids(part))
+
+    def norm_cfgs(self) -> tuple[dict, dict]:
+        """The pooled train statistics and BasicIRSTD's per-image ones over train + test."""
+        if self._files is None or not self._files.stats:
+            return img_norm_cfg(self.ds, "train"), per_image_norm_cfg(self.ds)
+        ids = self._ids()
+        return self._files.norm_cfgs([self._file(i, IMAGES) for i in ids["train"]],
+                                     [self._file(i, IMAGES) for i in ids["test"]])
+
+    def each(self, ids: Iterable[str], label: str) -> Iterator[str]:
+        """``ids`` with a progress bar on stderr (when :attr:`progress`)."""
+        import click
+
+        ids = list(ids)
+        with click.progressbar(ids, label=label, file=sys.stderr, hidden=not self.progress) as bar:
+            yield from bar
 
     def parts(self) -> dict[str, list[str]]:
         """Flat ids per part, in list order (checked: safe ids, one flat name each, no id in both
@@ -93,10 +179,15 @@ class Exporter:
 
     def place(self, src: Path, dst: Path) -> None:
         """Link (or copy) one dataset file to ``dst``."""
-        if not src.is_file():
-            raise ExportError(f"{src}: file not found")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if link_or_copy(src, dst, self.copy):
+        folder = os.path.dirname(dst)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        try:
+            linked = link_or_copy(src, dst, self.copy)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ExportError(f"{src}: file not found") from None
+        if linked:
             self.linked += 1
         else:
             self.copied += 1
@@ -114,13 +205,19 @@ class Exporter:
     def mask(self, id_: str, dst: Path) -> None:
         """Link a 0/255 gray PNG mask; write any other mask as one (targets: > 0)."""
         src = self.path(id_, "masks")
-        data = imageio.read_bytes(src)
-        mask = self.mask_array(id_)
-        with Image.open(io.BytesIO(data)) as im:
-            gray_png = im.format == "PNG" and im.mode == "L"
-        if gray_png and np.isin(mask, (0, 255)).all():
+        found = self._files
+        sha = found.sha.get(self._file(self._source.get(id_, id_), MASKS)) if found is not None else None
+        if sha is not None and found is not None and sha in found.binary_mask:
+            binary = found.binary_mask[sha]
+        else:
+            data = imageio.read_bytes(src)
+            with Image.open(io.BytesIO(data)) as im:
+                gray_png = im.format == "PNG" and im.mode == "L"
+            binary = gray_png and bool(np.isin(self.mask_array(id_), (0, 255)).all())
+        if binary:
             self.place(src, dst)
             return
+        mask = self.mask_array(id_)
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(imageio.encode_png(np.where(mask > 0, 255, 0).astype(np.uint8)))
         self.rewritten_masks.append(id_)
@@ -139,7 +236,7 @@ class Exporter:
 
 def _flat_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
     """``root/images/<id>.png`` and ``root/masks/<id>.png`` for every id."""
-    for id_ in ids["train"] + ids["test"]:
+    for id_ in ex.each(ids["train"] + ids["test"], "linking"):
         ex.image(id_, root / "images" / f"{id_}.png")
         ex.mask(id_, root / "masks" / f"{id_}.png")
 
@@ -179,8 +276,8 @@ def export_basicirstd(ex: Exporter, name: str) -> dict:
     _flat_layout(ex, ex.out, ids)
     write_text(ex.out / "img_idx" / f"train_{name}.txt", id_list_text(ids["train"]))
     write_text(ex.out / "img_idx" / f"test_{name}.txt", id_list_text(ids["test"]))
-    return {"name": name, "img_norm_cfg": img_norm_cfg(ex.ds, "train"),
-            "img_norm_cfg_per_image_train_test": per_image_norm_cfg(ex.ds)}
+    pooled, per_image = ex.norm_cfgs()
+    return {"name": name, "img_norm_cfg": pooled, "img_norm_cfg_per_image_train_test": per_image}
 
 
 def export_mshnet(ex: Exporter, name: str) -> dict:
@@ -196,7 +293,7 @@ def export_folders(ex: Exporter, name: str) -> dict:
     """SeRankDet / mmseg folders: ``OUT/trainval/{images,masks}``, ``OUT/test/{images,masks}``."""
     ids = ex.parts()
     for part, folder in (("train", "trainval"), ("test", "test")):
-        for id_ in ids[part]:
+        for id_ in ex.each(ids[part], f"linking {part}"):
             ex.image(id_, ex.out / folder / "images" / f"{id_}.png")
             ex.mask(id_, ex.out / folder / "masks" / f"{id_}.png")
     return {}
@@ -353,7 +450,7 @@ def export_record(ex: Exporter, fmt: str, name: str, extra: dict) -> dict:
     return {
         "format": fmt, "name": name, "source": str(ex.ds.root.resolve()), "split": ex.ds.split,
         "train": len(ex.ds.ids("train")), "test": len(ex.ds.ids("test")),
-        "fingerprint": split_fingerprint(ex.ds),
+        "fingerprint": ex.fingerprint(),
         "files": {"linked": ex.linked, "copied": ex.copied, "masks_rewritten": sorted(ex.rewritten_masks)},
         **extra,
     }
@@ -375,10 +472,13 @@ def export_target(fmt: str, out: Path, name: str) -> Path:
     return out / check_name(name) if fmt in NAMED else out
 
 
-def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool) -> dict:
+def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool, n_jobs: int = 1,
+               progress: bool = False) -> dict:
     """Write ``ds`` as ``fmt`` into ``out_tmp`` (what becomes :func:`export_target`); return the
-    export record (also written there, with every file written listed in ``written``)."""
-    ex = Exporter(ds, out_tmp, copy)
+    export record (also written there, with every file written listed in ``written``). ``n_jobs``
+    workers hash and decode (:meth:`Exporter.scan`); ``progress``: bars on stderr."""
+    ex = Exporter(ds, out_tmp, copy, n_jobs=n_jobs, progress=progress)
+    ex.scan(check_masks=fmt in MASK_FORMATS, stats=fmt in NORM_FORMATS)
     extra = EXPORTERS[fmt](ex, check_name(name))
     record = export_record(ex, fmt, name, extra)
     record["written"] = [rel for rel in files_under(out_tmp) if rel != RECORD]
@@ -387,7 +487,7 @@ def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool) -> d
 
 
 def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, copy: bool = False,
-                   force: bool = False) -> dict:
+                   force: bool = False, n_jobs: int = 1, progress: bool = False) -> dict:
     """Export ``ds`` as ``fmt`` into ``out`` (its dataset folder ``out/<name>`` for NAMED formats;
     checked, written in a temporary folder, put in place at the end); the entry point for callers
     other than the CLI (``build --layout``)."""
@@ -399,7 +499,7 @@ def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, co
     target = export_target(fmt, out, name)
     check_output(target, ds.root, force, target_hint(fmt))
     with staged_folder(target) as tmp:
-        return run_export(ds, fmt, tmp, name, copy)
+        return run_export(ds, fmt, tmp, name, copy, n_jobs, progress)
 
 
 def target_hint(fmt: str) -> str:
