@@ -34,7 +34,7 @@ from PIL import Image
 
 from sirst_synth.errors import ExportError, SirstSynthError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
-from sirst_synth.interop.filescan import FileScan, scan_files
+from sirst_synth.interop.filescan import Derived, FileScan, scan_files
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
 from sirst_synth.run.owned import files_under
 from sirst_synth.store import imageio
@@ -100,23 +100,31 @@ class Exporter:
         ids = self._ids()
         every = [i for part in ("train", "test") for i in ids[part]]
         images, masks = [self._file(i, IMAGES) for i in every], [self._file(i, MASKS) for i in every]
-        same_as = self._negatives() if stats else {}
-        self._files = scan_files(images, masks, check_masks, stats, self.n_jobs, self.progress, same_as)
+        same_as, mask_from = self._derived()
+        self._files = scan_files(images, masks, check_masks, stats, self.n_jobs, self.progress, same_as, mask_from)
         return self._files
 
-    def _negatives(self) -> dict[str, tuple[str, str, str]]:
-        """A build's negatives: image path -> (its recorded sha, its group's first image, that one's sha)."""
+    def _derived(self) -> tuple[Derived, Derived]:
+        """What a build's ``manifest.csv`` says its files derive from: each negative's image from its
+        group's first image (the same pixels, one window turned), and each generated image's mask
+        from its original's mask (the same values, written as 8-bit gray), with the recorded hashes."""
         try:
             rows = self.ds.manifest() or {}
         except (SirstSynthError, OSError, ValueError):
-            return {}
-        found = {}
+            return {}, {}
+        originals = {row.get("source_id"): row for row in rows.values() if row.get("kind") == "original"}
+        same_as: Derived = {}
+        mask_from: Derived = {}
         for id_, row in rows.items():
             group = rows.get(row.get("group") or "")
             if row.get("kind") == "negative" and group is not None and group.get("kind") != "negative":
-                found[self._file(id_, IMAGES)] = (row["sha256_image"], self._file(group["id"], IMAGES),
-                                                  group["sha256_image"])
-        return found
+                same_as[self._file(id_, IMAGES)] = (row["sha256_image"], self._file(group["id"], IMAGES),
+                                                    group["sha256_image"])
+            original = originals.get(row.get("source_id"))
+            if row.get("kind") in ("displaced", "negative") and original is not None:
+                mask_from[self._file(id_, MASKS)] = (row["sha256_mask"], self._file(original["id"], MASKS),
+                                                     original["sha256_mask"])
+        return same_as, mask_from
 
     def _file(self, id_: str, folder: str) -> str:
         """The path of the dataset's image (``folder`` images) or mask of its id ``id_``, as a string
@@ -177,7 +185,7 @@ class Exporter:
             raise ExportError(f"{self.ds.split_file('train')}: id {both[0]!r} is also in the test list (test leakage)")
         return ids
 
-    def place(self, src: Path, dst: Path) -> None:
+    def place(self, src: str | Path, dst: str | Path) -> None:
         """Link (or copy) one dataset file to ``dst``."""
         folder = os.path.dirname(dst)
         if folder not in self._folders:
@@ -192,8 +200,8 @@ class Exporter:
         else:
             self.copied += 1
 
-    def image(self, id_: str, dst: Path) -> None:
-        self.place(self.path(id_, "images"), dst)
+    def image(self, id_: str, dst: str | Path) -> None:
+        self.place(self._file(self._source.get(id_, id_), IMAGES), dst)
 
     def mask_array(self, id_: str) -> np.ndarray:
         """The (H, W) mask of ``id_``."""
@@ -202,11 +210,11 @@ class Exporter:
             self._masks[id_] = imageio.read_mask(self.path(id_, "masks"))
         return self._masks[id_]
 
-    def mask(self, id_: str, dst: Path) -> None:
+    def mask(self, id_: str, dst: str | Path) -> None:
         """Link a 0/255 gray PNG mask; write any other mask as one (targets: > 0)."""
-        src = self.path(id_, "masks")
+        src = self._file(self._source.get(id_, id_), MASKS)
         found = self._files
-        sha = found.sha.get(self._file(self._source.get(id_, id_), MASKS)) if found is not None else None
+        sha = found.sha.get(src) if found is not None else None
         if sha is not None and found is not None and sha in found.binary_mask:
             binary = found.binary_mask[sha]
         else:
@@ -218,8 +226,8 @@ class Exporter:
             self.place(src, dst)
             return
         mask = self.mask_array(id_)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(imageio.encode_png(np.where(mask > 0, 255, 0).astype(np.uint8)))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        Path(dst).write_bytes(imageio.encode_png(np.where(mask > 0, 255, 0).astype(np.uint8)))
         self.rewritten_masks.append(id_)
 
     def targets(self, id_: str) -> list[Component]:
@@ -236,9 +244,10 @@ class Exporter:
 
 def _flat_layout(ex: Exporter, root: Path, ids: dict[str, list[str]]) -> None:
     """``root/images/<id>.png`` and ``root/masks/<id>.png`` for every id."""
+    top = os.fspath(root)
     for id_ in ex.each(ids["train"] + ids["test"], "linking"):
-        ex.image(id_, root / "images" / f"{id_}.png")
-        ex.mask(id_, root / "masks" / f"{id_}.png")
+        ex.image(id_, f"{top}/{IMAGES}/{id_}{SUFFIX}")
+        ex.mask(id_, f"{top}/{MASKS}/{id_}{SUFFIX}")
 
 
 def _carry_build_record(ex: Exporter) -> bool:

@@ -52,24 +52,39 @@ def image_stats(path: str) -> ImageStats:
     return ImageStats(*gray_stats(imageio.method_gray(imageio.read_image(path))))
 
 
-def mask_is_binary_png(data: bytes) -> bool:
-    """Whether mask bytes are an 8-bit gray PNG holding 0 and 255 only (linked as they are)."""
+def mask_verdict(data: bytes) -> tuple[bool, bool]:
+    """Of mask bytes: whether they are an 8-bit gray PNG holding 0 and 255 only (linked as they
+    are), and whether the mask's values (its largest channel) are 0 and 255 only."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        if im.format != "PNG" or im.mode != "L":
-            return False
+        gray_png = im.format == "PNG" and im.mode == "L"
     mask = imageio.mask_from_image(imageio.decode_image(data, "mask"))
-    return bool(((mask == 0) | (mask == 255)).all())
+    values = bool(((mask == 0) | (mask == 255)).all())
+    return gray_png and values, values
+
+
+def mask_is_binary_png(data: bytes) -> bool:
+    """Whether mask bytes are an 8-bit gray PNG holding 0 and 255 only (linked as they are)."""
+    return mask_verdict(data)[0]
+
+
+def read(path: str) -> bytes:
+    """A file's bytes (:func:`~sirst_synth.store.imageio.read_bytes`'s errors, no path object)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return imageio.read_bytes(path)  # says why, in its words
 
 
 def _hash_files(paths: Sequence[str]) -> list[str]:
-    return [imageio.sha256(imageio.read_bytes(p)) for p in paths]
+    return [imageio.sha256(read(p)) for p in paths]
 
 
-def _decode(job: tuple[Sequence[str], Sequence[str]]) -> tuple[list[bool], list[ImageStats]]:
+def _decode(job: tuple[Sequence[str], Sequence[str]]) -> tuple[list[tuple[bool, bool]], list[ImageStats]]:
     masks, images = job
-    return [mask_is_binary_png(imageio.read_bytes(p)) for p in masks], [image_stats(p) for p in images]
+    return [mask_verdict(read(p)) for p in masks], [image_stats(p) for p in images]
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
@@ -106,10 +121,14 @@ class FileScan:
     sha: dict[str, str] = field(default_factory=dict)
     #: mask SHA-256 -> an 8-bit gray PNG of 0 and 255 only
     binary_mask: dict[str, bool] = field(default_factory=dict)
+    #: mask SHA-256 -> its values are 0 and 255 only (of the masks decoded)
+    binary_values: dict[str, bool] = field(default_factory=dict)
     #: image path -> statistics
     stats: dict[str, ImageStats] = field(default_factory=dict)
     decoded_images: int = 0
     derived_images: int = 0
+    decoded_masks: int = 0
+    derived_masks: int = 0
 
     def norm_cfgs(self, train: Sequence[str], test: Sequence[str]) -> tuple[dict, dict]:
         """``img_norm_cfg`` of the train images (pooled pixels, as
@@ -121,46 +140,57 @@ class FileScan:
         return pooled, per_image_from([(s.sums, s.mean, s.std) for s in every])
 
 
+#: a file the build derived from another: its path -> (its recorded SHA-256, the other's path, the
+#: other's recorded SHA-256)
+Derived = dict[str, tuple[str, str, str]]
+
+
+def _as_recorded(found: FileScan, derived: Derived, listed: set[str]) -> dict[str, str]:
+    """Path -> the other path, for each file of ``derived`` that, with the other, hashes as recorded."""
+    return {path: other for path, (sha, other, other_sha) in derived.items()
+            if path in listed and other in listed and other not in derived
+            and found.sha.get(path) == sha and found.sha.get(other) == other_sha}
+
+
 def scan_files(images: Sequence[str], masks: Sequence[str], check_masks: bool, stats: bool, n_jobs: int,
-               progress: bool, same_as: dict[str, tuple[str, str, str]] | None = None) -> FileScan:
+               progress: bool, same_as: Derived | None = None, mask_from: Derived | None = None) -> FileScan:
     """Hash ``images`` and ``masks`` (paths, one pair per id); with ``check_masks`` decode each
-    distinct mask; with ``stats`` each image, except those ``same_as`` maps to ``(its recorded
-    sha, its group's first image, that image's recorded sha)`` when both files hash as recorded
-    (that image's statistics are then theirs)."""
+    distinct mask; with ``stats`` each image. Not decoded, when both files hash as recorded: an
+    image of ``same_as`` (a build's negative, mapped to its group's first image, whose statistics
+    are then its own), and a mask of ``mask_from`` (a mask the build wrote, 8-bit gray, from an
+    original's mask: it holds only 0 and 255 when that mask's values do)."""
     found = FileScan()
-    same_as = same_as or {}
     paths = [*images, *masks]
     for chunk, digests in zip(_chunks(paths), run_threads(_hash_files, _chunks(paths), n_jobs, "hashing", progress)):
         found.sha.update(zip(chunk, digests))
-    first_of: dict[str, str] = {}
-    for mask in masks if check_masks else ():
-        first_of.setdefault(found.sha[mask], mask)
-    derived: dict[str, str] = {}
-    listed = set(images)
-    if stats:
-        for image, (sha, group, group_sha) in same_as.items():
-            if (image in listed and group in listed and group not in same_as and found.sha.get(image) == sha
-                    and found.sha.get(group) == group_sha):
-                derived[image] = group
+    first_of: dict[str, str] = {}  # the distinct masks to decode: sha -> a path
+    from_original: dict[str, str] = {}  # the masks the build wrote: sha -> the original's mask
+    if check_masks:
+        written = _as_recorded(found, mask_from or {}, set(masks))
+        for mask in masks:
+            sha = found.sha[mask]
+            if mask in written and sha not in first_of:
+                from_original.setdefault(sha, written[mask])
+            elif mask not in written:
+                first_of.setdefault(sha, mask)
+                from_original.pop(sha, None)
+        for original in set(from_original.values()):
+            first_of.setdefault(found.sha[original], original)
+        from_original = {sha: original for sha, original in from_original.items() if sha not in first_of}
+    derived = _as_recorded(found, same_as or {}, set(images)) if stats else {}
     to_decode = [p for p in dict.fromkeys(images) if p not in derived] if stats else []
     mask_chunks, image_chunks = _chunks(list(first_of.values())), _chunks(to_decode)
     jobs = [(mask_chunks[i] if i < len(mask_chunks) else [], image_chunks[i] if i < len(image_chunks) else [])
             for i in range(max(len(mask_chunks), len(image_chunks)))]
     for (masks_done, images_done), (verdicts, measured) in zip(jobs, run_threads(_decode, jobs, n_jobs, "decoding",
                                                                                  progress)):
-        found.binary_mask.update(zip((found.sha[m] for m in masks_done), verdicts))
+        for mask, (binary, values) in zip(masks_done, verdicts):
+            found.binary_mask[found.sha[mask]], found.binary_values[found.sha[mask]] = binary, values
         found.stats.update(zip(images_done, measured))
+    for sha, original in from_original.items():
+        found.binary_mask[sha] = found.binary_values[found.sha[original]]
     for image, group in derived.items():
         found.stats[image] = found.stats[group]
     found.decoded_images, found.derived_images = len(to_decode), len(derived)
+    found.decoded_masks, found.derived_masks = len(first_of), len(from_original)
     return found
-
-
-def fingerprint_lines(found: FileScan, parts: dict[str, list[tuple[str, str, str]]]) -> list[str]:
-    """The split fingerprint's lines from the hashes: ``parts`` maps a part to its (id, image path,
-    mask path), in list order."""
-    from sirst_synth.store.fingerprint import hashed_line
-
-    return [hashed_line(part, id_, found.sha[image], found.sha[mask])
-            for part in sorted(parts) for id_, image, mask in parts[part]]
-

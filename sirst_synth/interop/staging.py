@@ -64,7 +64,7 @@ def staged_folder(out: Path, what: str = "export") -> Iterator[Path]:
         raise
 
 
-def link_or_copy(src: Path, dst: Path, copy: bool) -> bool:
+def link_or_copy(src: str | Path, dst: str | Path, copy: bool) -> bool:
     """Hard-link ``src`` to ``dst`` (a copy with ``copy`` or where links fail); True if linked."""
     if not copy:
         try:

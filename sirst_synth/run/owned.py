@@ -206,8 +206,21 @@ def remove_owned(survey_: Survey) -> None:
 
 
 def files_under(root: Path) -> list[str]:
-    """Relative POSIX paths of every file under ``root``, sorted."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
+    """Relative POSIX paths of every file under ``root`` (a symbolic link counts as a file and is not
+    followed), sorted. One ``scandir`` per folder, no path object per file: an export lists 12,452."""
+    found: list[str] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_symlink() or entry.is_file():
+                    found.append(prefix + entry.name)
+                elif entry.is_dir():
+                    walk(entry.path, f"{prefix}{entry.name}/")
+
+    if root.is_dir():
+        walk(os.fspath(root), "")
+    return sorted(found)
 
 
 def replace_folder(tmp: Path, out: Path, what: str) -> None:

@@ -50,12 +50,13 @@ def record(out: Path) -> dict:
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_an_export_of_a_build_decodes_each_image_once_and_no_negative(built, tmp_path, decodes, jobs):
+    """Decoded: each original, test and displaced image once (a negative's statistics are its
+    group's), and each distinct mask of an original once (the build's own masks hold its values)."""
     rows = manifest(built)
-    distinct_masks = {r["sha256_mask"] for r in rows}
     res = run_cli("export", built, "--to", "basicirstd", "-o", tmp_path / "datasets", "-j", jobs)
     images = [n for n in decodes if not is_mask(n)]
     assert len(images) == sum(r["kind"] != "negative" for r in rows)  # originals, displaced, test
-    assert len(decodes) - len(images) == len(distinct_masks)
+    assert len(decodes) - len(images) == len({r["sha256_mask"] for r in rows if r["kind"] == "original"})
     ds = open_dataset(built)
     got = record(tmp_path / "datasets" / "SIRST-5K")
     assert got["img_norm_cfg"] == img_norm_cfg(ds) == {k: v for k, v in json.loads(
@@ -71,20 +72,25 @@ def test_an_export_of_a_build_decodes_each_image_once_and_no_negative(built, tmp
                         res.stderr), res.stderr
 
 
-def test_a_negative_changed_after_the_build_is_decoded(built, tmp_path, decodes):
-    """The statistics of a negative are its group's only while both files are as the build wrote them."""
+def test_files_changed_after_the_build_are_decoded(built, tmp_path, decodes):
+    """A negative's statistics are its group's, and a generated mask's verdict its original's, only
+    while the files are as the build wrote them: changed ones are decoded, a soft mask rewritten."""
     copy = tmp_path / "copy"
     shutil.copytree(built, copy)
     rows = manifest(copy)
     negative = next(r for r in rows if r["kind"] == "negative")
     original = next(r for r in rows if r["kind"] == "original")
+    displaced = next(r for r in rows if r["kind"] == "displaced" and r["source_id"] != original["source_id"])
     shutil.copyfile(copy / "images" / f"{original['id']}.png", copy / "images" / f"{negative['id']}.png")
+    soft = imageio.read_mask(copy / "masks" / f"{displaced['id']}.png") // 2
+    (copy / "masks" / f"{displaced['id']}.png").write_bytes(imageio.encode_png(soft))
     decodes.clear()
     run_cli("export", copy, "--to", "points", "-o", tmp_path / "out", "-j", "1")
     assert sum(not is_mask(n) for n in decodes) == sum(r["kind"] != "negative" for r in rows) + 1
     got = record(tmp_path / "out" / "copy")
     ds = open_dataset(copy)
     assert got["img_norm_cfg"] == img_norm_cfg(ds) and got["img_norm_cfg_per_image_train_test"] == per_image_norm_cfg(ds)
+    assert got["files"]["masks_rewritten"] == [displaced["id"]]
 
 
 def test_a_plain_source_decodes_each_file_once_and_quiet_keeps_the_statistics(demo, tmp_path, decodes):
