@@ -1,19 +1,23 @@
-"""What an export needs to know of a dataset's files, each file read once, in workers.
+"""What an export needs to know of a dataset's files, each file read once, in worker threads.
 
 1. Every listed image and mask is read and hashed (SHA-256: the split fingerprint of the export
    record, :func:`~sirst_synth.store.fingerprint.split_fingerprint`).
 2. Only what is still unknown is decoded:
 
    - each distinct mask (by its hash) once, to tell whether it is an 8-bit gray PNG of 0 and 255
-     only, linked as it is, or one that must be rewritten;
+     only, linked as it is, or one that must be rewritten; but not the masks a build wrote for its
+     generated images: each is an 8-bit gray PNG of its original's mask values (a negative turns
+     one window), so it is linked when that mask's values are 0 and 255 only;
    - with the image statistics (``basicirstd``, ``points``), each image once, for its gray pixel
      count, sum and sum of squares (the pooled train statistics) and its own mean and std
      (BasicIRSTD's per-image convention), except a build's negatives: a negative only turns the
-     pixels of one window, so its statistics are those of its group's first image, and it is not
-     decoded when its file and that image's file hash as the build's ``manifest.csv`` records.
+     pixels of one window, so its statistics are those of its group's first image.
 
-For the default build of NUDT-SIRST that is 12,452 files hashed, 2,426 masks and 2,286 images
-decoded (the 3,940 negatives are not), instead of 18,014 decodes.
+   Both shortcuts hold only while the files are as the build wrote them: a file, and the one it
+   derives from, must hash as the build's ``manifest.csv`` records, else it is decoded.
+
+For the default build of NUDT-SIRST that is 12,452 files hashed, then 1,308 masks and 2,286 images
+decoded (the 3,940 negatives and the generated images' masks are not), instead of 18,014 decodes.
 """
 from __future__ import annotations
 
