@@ -278,7 +278,7 @@ class TrainingRun:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: UNetAFF = model
         self.optimizer = torch.optim.Adagrad(model.parameters(), lr=config.lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.numerics.loss_scaling)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.numerics.loss_scaling)
         self.use_compile = self.cuda if config.compile is None else config.compile
         self.net: Any = torch.compile(model) if self.use_compile else model
         self.n_params = count_parameters(model)

@@ -123,13 +123,14 @@ class Precision:
 
     @property
     def loss_scaling(self) -> bool:
-        """fp16 on CUDA trains through the loss scaler."""
-        return self.autocast_dtype == torch.float16
+        """fp16 trains through the loss scaler (emulated fp16 too: its gradients underflow as on CUDA)."""
+        return self.name == "fp16"
 
     def describe(self) -> str:
         """One phrase for the log, e.g. ``fp16 autocast + loss scaling`` or ``bf16 (emulated on cpu)``."""
         if self.emulated:
-            return f"{self.name} (emulated on {self.device.type}: rounded convolution operands)"
+            return (f"{self.name} (emulated on {self.device.type}: rounded convolution operands"
+                    + (", loss scaling)" if self.loss_scaling else ")"))
         if self.autocast_dtype is not None:
             return f"{self.name} autocast" + (" + loss scaling" if self.loss_scaling else "")
         return self.name

@@ -88,6 +88,7 @@ def test_train_runs_and_records_each_precision_on_the_cpu(tmp_path: Path) -> Non
         summary = train(TrainConfig(data=str(data), out=str(tmp_path / name), width=4, crop=32, batch_size=4,
                                     steps=2, log_every=1, device="cpu", precision=name), log=lambda _: None)
         assert summary["precision_name"] == name and "emulated" in summary["precision"]
+        assert ("loss scaling" in summary["precision"]) == (name == "fp16")  # fp16 underflows without it
         assert summary["done"] and summary["last"]["mIoU"] is not None
 
 
