@@ -93,15 +93,19 @@ def _sigint_in_worker(job: int) -> tuple[bool, bool]:
 def test_a_run_stopped_early_says_nothing_of_joblib_and_its_workers_leave_ctrl_c_to_it():
     from sirst_synth.run.parallel import run_jobs
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = run_jobs(_sigint_in_worker, list(range(16)), 2, "jobs", False)
-        first = next(results)
-        results.close()                                       # as an error or Ctrl-C in the consumer does
-    assert not [str(w.message) for w in caught]
-    assert any(first)                                         # a Ctrl-C reaches the workers in vain
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a command starts (whatever ran before)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = run_jobs(_sigint_in_worker, list(range(16)), 2, "jobs", False)
+            first = next(results)
+            results.close()                                   # as an error or Ctrl-C in the consumer does
+        assert not [str(w.message) for w in caught]
+        assert any(first)                                     # a Ctrl-C reaches the workers in vain
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_dataset_as_released_points_to_import(demo, tmp_path):
