@@ -177,28 +177,29 @@ def _check_file(root: Path, rel: str, expected: str) -> tuple[bytes | None, str 
     return data, None
 
 
-def check_items(items: list[_Item], root: str) -> list[str]:
-    """Problems of a batch of ids: presence, hashes, decoding, image and mask sizes."""
+def check_items(items: list[_Item], root: str, shown: str | None = None) -> list[str]:
+    """Problems of a batch of ids: presence, hashes, decoding, image and mask sizes. Files are read
+    under ``root`` (absolute: a worker's working folder may be another) and named under ``shown``."""
     from sirst_synth.errors import ImageError
     from sirst_synth.store.imageio import decode_image
 
-    base, problems = Path(root), []
+    where, named, problems = Path(root), Path(shown if shown is not None else root), []
     for item in items:
         shapes = {}
         for folder, rel, expected in zip(PIXEL_FOLDERS, (image_name(item.id), mask_name(item.id)),
                                          (item.sha_image, item.sha_mask)):
-            data, problem = _check_file(base, rel, expected)
+            data, problem = _check_file(where, rel, expected)
             if data is not None and problem is None:
                 try:
-                    shapes[folder] = decode_image(data, str(base / rel)).shape[:2]
+                    shapes[folder] = decode_image(data, str(named / rel)).shape[:2]
                     continue
                 except ImageError as exc:
                     problems.append(str(exc))
                     continue
-            problems.append(f"{base / rel}: {problem}")
+            problems.append(f"{named / rel}: {problem}")
         if len(shapes) == 2 and len(set(shapes.values())) == 2:
             (ih, iw), (mh, mw) = shapes.values()
-            problems.append(f"{base / mask_name(item.id)}: {mh}x{mw} mask for a {ih}x{iw} image")
+            problems.append(f"{named / mask_name(item.id)}: {mh}x{mw} mask for a {ih}x{iw} image")
     return problems
 
 
@@ -207,7 +208,8 @@ def _check_files(rows: list[dict[str, str]], root: Path, n_jobs: int, progress: 
 
     items = [_Item(r["id"], r["sha256_image"], r["sha256_mask"]) for r in rows]
     batches = [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
-    return [p for found in run_jobs(check_items, batches, n_jobs, "verifying", progress, str(root)) for p in found]
+    return [p for found in run_jobs(check_items, batches, n_jobs, "verifying", progress, str(root.absolute()), str(root))
+            for p in found]
 
 
 # -- split lists, counts, strays --------------------------------------------------------------------

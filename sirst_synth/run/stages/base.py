@@ -125,7 +125,10 @@ class DatasetStage(Stage):
                     start: float) -> dict[str, Any]:
         self.scratch = scratch_dir(out)
         try:
-            if opts.resume and self.finished_unchanged(ds, out, completed):
+            # a finished folder whose originals live elsewhere (build --format h5's staging folder, its
+            # file lost) needs the source scan, which hands them over: no shortcut there
+            shortcut = completed is not None or self.copies_originals()
+            if opts.resume and shortcut and self.finished_unchanged(ds, out, completed):
                 return already_complete(out, completed, start)
             remove_scratch(out)  # what a run killed while checking its source left
             need = self._check_space(ds, out, opts)
