@@ -22,8 +22,8 @@ PRECISIONS = click.Choice(["auto", "fp32", "tf32", "bf16", "fp16"])
 THREADS_HELP = ("torch's CPU threads [default: the cores the load average leaves idle, at least 1; "
                 "OMP_NUM_THREADS when set].")
 PRECISION_HELP = ("Numeric precision: fp32, tf32, bf16, fp16 (with loss scaling); on the CPU all but fp32 are "
-                  "emulated, to measure their quality. auto: fp16 on CUDA, fp32 on the CPU "
-                  "(docs/experiment.md: bf16 trains this model worse).")
+                  "emulated, to measure their quality. auto: fp32 everywhere (TF32 off on CUDA): every "
+                  "lower format trained this model worse (docs/experiment.md).")
 POSITIVE = click.IntRange(min=1)
 SPLIT_HELP = "Split folder of the lists [default: 50_50; an .h5 dataset: its own split]."
 DEVICE_HELP = "Where the model runs: cuda, cpu, or auto (cuda when present)."
