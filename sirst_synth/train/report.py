@@ -157,8 +157,9 @@ def plot_curves(summary: dict[str, Any], path: Path, title: str | None = None) -
                         by_step.setdefault(row["step"], []).append(row[metric])
             steps = sorted(by_step)
             if steps:
+                seeds = sum(1 for r in runs if any(row["step"] < r["steps"] for row in r["curve"]))
                 ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], color=colour,
-                        label=f"{name} ({len(runs)} seeds)")
+                        label=f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
                 ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
                                 color=colour, alpha=0.2, linewidth=0)
             finals = [(r["steps_done"], r[metric]) for r in runs if r[metric] is not None]
