@@ -24,21 +24,18 @@ Every run writes a new folder; nothing is deleted until the end (see bench_build
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SRC = REPO.parent / "shared" / "datasets" / "NUDT-SIRST"
+from bench_build import DEFAULT_SRC, cli, machine_info, pick  # the shared machine record and summary
+
 TARGET_EXPORT_RATIO = 1 / 3     # export --to basicirstd <= 1/3 of the build's time
 TARGET_RESUME_OVER_START = 1.0  # --resume on a finished build: at most 1 s more than --version
 
@@ -54,31 +51,6 @@ def timed(argv: list[str]) -> tuple[float, float]:
         sys.exit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sirst_synth", *args]
-
-
-def machine_info() -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "?"
-
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sirst_synth"], cwd=REPO).returncode != 0
-    return {
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "commit": git("rev-parse", "--short", "HEAD") + (" (sirst_synth/ has uncommitted changes)" if dirty else ""),
-        "cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def pick(values: list[float], stat: str) -> float:
-    return min(values) if stat == "best" else statistics.median(values)
 
 
 def main() -> int:
