@@ -262,7 +262,10 @@ class TrainingRun:
             self.optimizer.load_state_dict(state["optimizer"])
             if state.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state["scaler"])
-        self.state = state
+        # what the run keeps of its last.pt (the weights and optimiser state are loaded above; the
+        # checkpoint's own tensors are not held on to)
+        self.resumed: dict[str, Any] = {k: state[k] for k in ("normalisation", "seconds", "eval_seconds")
+                                        if k in state}
         self.start: int = state.get("step", 0)
         self.history: list[dict[str, Any]] = list(state.get("history", []))
         self.best: dict[str, Any] | None = state.get("best")
@@ -291,8 +294,8 @@ class TrainingRun:
             self.data, self.loader = self.online.load(self.config, self.ds, self.train_ids, self.device), "online"
         else:
             self.data, self.loader = _load_data(self.config, self.ds, self.train_ids, self.device, self.log)
-        if self.state:  # the run's own statistics
-            self.data.mean, self.data.std = self.state["normalisation"]["mean"], self.state["normalisation"]["std"]
+        if "normalisation" in self.resumed:  # the run's own statistics
+            self.data.mean, self.data.std = self.resumed["normalisation"]["mean"], self.resumed["normalisation"]["std"]
         self.mean, self.std = self.data.mean, self.data.std
         self.load_seconds = time.perf_counter() - t
 
@@ -379,7 +382,7 @@ class TrainingRun:
         self.load_data()
         self.log_start()
         self.clock = _Clock()
-        self.clock.resume(self.state.get("seconds", 0.0), self.state.get("eval_seconds", 0.0))
+        self.clock.resume(self.resumed.get("seconds", 0.0), self.resumed.get("eval_seconds", 0.0))
         step, stopped, result = self._steps()
         if result is None:  # nothing left to run (a last.pt of the final step without its metrics.json)
             result = self.summary(step)
