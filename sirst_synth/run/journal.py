@@ -47,6 +47,17 @@ def write_run(out: Path, run: dict) -> None:
     write_atomic(folder / RUN_NAME, (json.dumps(run, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def interrupted_split(out: Path) -> str | None:
+    """The split the interrupted build in ``out`` records, or None when its record is missing or
+    unreadable (for deciding which files are the tool's, never for resuming)."""
+    try:
+        run = read_run(out)
+    except ResumeError:
+        return None
+    split = (run or {}).get("parameters", {}).get("split")
+    return split if isinstance(split, str) else None
+
+
 def read_run(out: Path) -> dict | None:
     """The record of the interrupted build in ``out``, or None when it has none."""
     path = state_dir(out) / RUN_NAME

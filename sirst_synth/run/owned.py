@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sirst_synth.errors import OutputError
+from sirst_synth.run.journal import interrupted_split
 from sirst_synth.store.layout import (
     EXPORT_RECORD_NAME,
     IMPORT_MANIFEST_NAME,
@@ -139,9 +140,7 @@ def named_files(root: Path) -> tuple[list[str], set[str], bool]:
     interrupted = state_dir(root).is_dir()
     if interrupted:
         records.append(state_dir(root).name)
-        run = _read_json(state_dir(root) / "run.json")
-        parameters = run.get("parameters")
-        named |= _split_lists(parameters.get("split") if isinstance(parameters, dict) else None)
+        named |= _split_lists(interrupted_split(root))
     if (root / IMPORT_RECORD_NAME).is_file():
         records.append(IMPORT_RECORD_NAME)
         splits = _read_json(root / IMPORT_RECORD_NAME).get("splits")
