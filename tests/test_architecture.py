@@ -14,8 +14,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sirst_synth"
 #: layers of the same rank (run and transforms; inspect, interop, train) do not import each other.
 RANKS = {"method": 0, "store": 1, "plan": 2, "run": 3, "transforms": 3, "inspect": 4, "interop": 4, "train": 4,
          "cli": 5}
-#: top-level modules: ``errors`` and the version are below everything; ``__main__`` is the CLI.
-TOP = {"sirst_synth": -1, "sirst_synth.errors": -1, "sirst_synth.__main__": 6}
+#: top-level modules: ``errors`` and the version are below everything; ``demo`` (the demo data, written
+#: through the store) is one more of the layers the CLI calls; ``__main__`` is the CLI.
+TOP: dict[str, float] = {"sirst_synth": -1, "sirst_synth.errors": -1, "sirst_synth.demo": 4, "sirst_synth.__main__": 6}
 
 
 def modules() -> list[str]:
@@ -43,7 +44,7 @@ def imports(module: str) -> set[str]:
     return found - {module}
 
 
-def rank(module: str) -> tuple[int, str]:
+def rank(module: str) -> tuple[float, str]:
     if module in TOP:
         return TOP[module], module
     layer = module.split(".")[1]

@@ -137,11 +137,11 @@ def refusing(kind: click.ParamType) -> click.ParamType:
     return kind
 
 
-def method_range(option: str) -> Callable[..., Any]:
-    """A click callback checking a method parameter against its range in :data:`sirst_synth.plan.params.RANGES`."""
+def method_range(name: str) -> Callable[..., Any]:
+    """A click callback checking method parameter ``name`` against its range in :data:`sirst_synth.plan.params.RANGES`."""
     def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value is not None:
-            checked(RANGES[option], value)
+            checked(RANGES[name], value)
         return value
 
     return check
@@ -285,11 +285,11 @@ def run_options(fn: Callable[..., Any], resume: bool = True) -> Callable[..., An
 
 def noise_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--grid, --max-var, --max-mean."""
-    fn = click.option("--max-mean", default=255.0, show_default=True, type=float, callback=method_range("--max-mean"),
+    fn = click.option("--max-mean", default=255.0, show_default=True, type=float, callback=method_range("max_mean"),
                       help="Keep regions with 0 < mean < this.")(fn)
-    fn = click.option("--max-var", default=50.0, show_default=True, type=float, callback=method_range("--max-var"),
+    fn = click.option("--max-var", default=50.0, show_default=True, type=float, callback=method_range("max_var"),
                       help="Keep regions with 0 < variance < this.")(fn)
-    fn = click.option("--grid", default=8, show_default=True, type=int, callback=method_range("--grid"),
+    fn = click.option("--grid", default=8, show_default=True, type=int, callback=method_range("grid"),
                       help="Regions per side (each region needs at least 2x2 pixels).")(fn)
     return fn
 
@@ -301,7 +301,7 @@ def alpha_option(default: float | None = None, when: str = "") -> Callable[..., 
     """--alpha, with ``default`` (else required); ``when`` opens its help (the method options of
     every command are declared here, once: --alpha, --s, --fit)."""
     extra = {"default": default, "show_default": True} if default is not None else {"required": True}
-    return click.option("--alpha", type=float, callback=method_range("--alpha"),
+    return click.option("--alpha", type=float, callback=method_range("alpha"),
                         help=f"{when}Noise weight a in I_mix = a*N + (1-a)*I, in [0, 1].", **extra)
 
 
@@ -311,7 +311,7 @@ def fit_option(when: str = "") -> Callable[..., Any]:
 
 
 def s_option(when: str = "") -> Callable[..., Any]:
-    return click.option("--s", "s", default=3, show_default=True, type=int, callback=method_range("--s"),
+    return click.option("--s", "s", default=3, show_default=True, type=int, callback=method_range("s"),
                         help=f"{when}Window side (odd) rotated around each target.")
 
 
@@ -323,5 +323,5 @@ def channels_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("--seed"),
+    return click.option("--seed", default=0, show_default=True, type=int, callback=method_range("seed"),
                         help="Seed of every random draw (noise patches, plan order): same seed, same bytes.")(fn)

@@ -29,14 +29,15 @@ from sirst_synth.cli.app import (
     source_options,
     summary,
 )
+from sirst_synth.interop.layouts import LAYOUTS as EXPORT_LAYOUTS
 from sirst_synth.store.layout import INFO_NAME
 
 #: the option sections of the commands that read a source and write a dataset (or a bank)
 INPUT = ("src", "split", "train_list", "test_list")
 RUN = ("n_jobs", "backend", "scheduler", "skip_invalid", "force", "resume")
 
-#: the folder layouts of ``build --layout`` (those ``export --to`` writes)
-LAYOUTS = ("dnanet", "basicirstd", "coco", "folders", "mshnet", "points", "voc", "yolo")
+#: the choices of ``build --layout``: the layouts ``export --to`` writes, DNANet's (a plain build's) first
+LAYOUTS = ("dnanet", *(layout for layout in EXPORT_LAYOUTS if layout != "dnanet"))
 
 
 def _open(src: Path, split: str, train_list: str, test_list: str):
@@ -77,26 +78,27 @@ def _few(ids: list[str], shown: int = 5) -> str:
     return ", ".join(ids[:shown]) + (f", ... ({len(ids) - shown} more)" if len(ids) > shown else "")
 
 
-def _warn_skipped(s: dict[str, Any]) -> str:
+def _warn_skipped(result: dict[str, Any]) -> str:
     """Warn which split lost which ids to ``--skip-invalid``; return the summary's ", N skipped (...)"."""
-    if not s["skipped"]:
+    if not result["skipped"]:
         return ""
-    found, source = _skipped_ids(s["out"])
+    found, source = _skipped_ids(result["out"])
     if not found:
-        return f", {s['skipped']} skipped"
+        return f", {result['skipped']} skipped"
     parts = [f"{len(ids)} of {len(ids) + int(source.get(split) or 0)} {split} ids ({_few(ids)})"
              for split, ids in found.items()]
     click.echo(f"warning: --skip-invalid left out {' and '.join(parts)}; the reasons are in {INFO_NAME} "
                "(source.skipped_invalid)", err=True)
-    return f", {s['skipped']} skipped ({', '.join(f'{len(ids)} {split}' for split, ids in found.items())})"
+    return f", {result['skipped']} skipped ({', '.join(f'{len(ids)} {split}' for split, ids in found.items())})"
 
 
-def _counts_line(command: str, s: dict[str, Any]) -> str:
-    parts = [f"{s['train']} train ({s['original']} original, {s['displaced']} displaced, {s['negative']} negative)",
-             f"{s['test']} test"]
-    skipped = _warn_skipped(s)
-    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(str(s.get("resumed")), "")
-    return f"{command}: {' + '.join(parts)} images{skipped} -> {s['out']}{how} in {s['seconds']:.1f} s"
+def _counts_line(command: str, result: dict[str, Any]) -> str:
+    """The closing line of a command that wrote a dataset, from its stage's ``result``."""
+    parts = [f"{result['train']} train ({result['original']} original, {result['displaced']} displaced, "
+             f"{result['negative']} negative)", f"{result['test']} test"]
+    skipped = _warn_skipped(result)
+    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(str(result.get("resumed")), "")
+    return f"{command}: {' + '.join(parts)} images{skipped} -> {result['out']}{how} in {result['seconds']:.1f} s"
 
 
 @option_groups({"Input": INPUT, "Method": ("grid", "max_var", "max_mean"), "Output": ("out",), "Run": RUN})
@@ -123,10 +125,10 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
 
     ds = _open(src, split, train_list, test_list)
     with _workers(backend, scheduler):
-        s = SampleNoise(NoiseParams(grid, max_var, max_mean)).run(ds, out, _opts(n_jobs, skip_invalid, force))
-    skipped = f", {s['skipped']} skipped" if s["skipped"] else ""
-    summary(f"sample-noise: {s['patches']} patches from {s['images_with_patches']} of {s['images']} train images"
-            f"{skipped} -> {out} in {s['seconds']:.1f} s")
+        result = SampleNoise(NoiseParams(grid, max_var, max_mean)).run(ds, out, _opts(n_jobs, skip_invalid, force))
+    skipped = f", {result['skipped']} skipped" if result["skipped"] else ""
+    summary(f"sample-noise: {result['patches']} patches from {result['images_with_patches']} of {result['images']} "
+            f"train images{skipped} -> {out} in {result['seconds']:.1f} s")
 
 
 @option_groups({"Input": (*INPUT, "noise_path"), "Method": ("alpha", "rounds", "fit", "seed"),
@@ -136,7 +138,7 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
 @click.option("--noise", "noise_path", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Noise bank from sample-noise.")
 @alpha_option()
-@click.option("--rounds", default=1, show_default=True, type=int, callback=method_range("--rounds"),
+@click.option("--rounds", default=1, show_default=True, type=int, callback=method_range("rounds"),
               help="Displaced versions per train image.")
 @fit_option()
 @seed_option
@@ -161,8 +163,8 @@ def displace_cmd(src, split, train_list, test_list, noise_path, alpha, rounds, f
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
     with _workers(backend, scheduler):
-        s = Displace(DisplaceParams(alpha, rounds, fit, seed, channels), noise_path).run(ds, out, opts)
-    summary(_counts_line("displace", s))
+        result = Displace(DisplaceParams(alpha, rounds, fit, seed, channels), noise_path).run(ds, out, opts)
+    summary(_counts_line("displace", result))
 
 
 @option_groups({"Input": INPUT, "Method": ("s", "kinds"), "Output": ("out", "channels"), "Run": RUN})
@@ -217,7 +219,7 @@ def negaug_cmd(src, split, train_list, test_list, s, channels, kinds, out, n_job
 @click.option("--name", default=None,
               help="With --layout: the dataset's name (its folder OUT/NAME/ for dnanet, basicirstd, points) "
                    "[default: OUT's folder name].")
-@click.option("--total", default=5562, show_default=True, type=int, callback=method_range("--total"),
+@click.option("--total", default=5562, show_default=True, type=int, callback=method_range("total"),
               help="Training images in the output, originals included.")
 @seed_option
 @channels_option
@@ -279,9 +281,9 @@ def demo_data_cmd(out, n_images, seed):
     """
     import time
 
-    from sirst_synth.store.demo import make_demo_dataset
+    from sirst_synth.demo import make_demo_dataset
 
     start = time.perf_counter()
-    s = make_demo_dataset(out, n_images=n_images, seed=seed)
-    summary(f"demo-data: {s['images']} images ({s['train']} train, {s['test']} test, {s['targets']} targets)"
-             f" -> {out} in {time.perf_counter() - start:.1f} s")
+    result = make_demo_dataset(out, n_images=n_images, seed=seed)
+    summary(f"demo-data: {result['images']} images ({result['train']} train, {result['test']} test, "
+            f"{result['targets']} targets) -> {out} in {time.perf_counter() - start:.1f} s")

@@ -11,9 +11,7 @@ import click
 
 from sirst_synth.cli.app import check_jobs, friendly_errors, in_range, main, option_groups, settings, summary
 from sirst_synth.cli.inspect import _open, dataset_options
-
-IMPORT_FORMATS = ("sirst", "sirst-v2", "irstd-1k", "basicirstd", "folders", "dnanet")
-EXPORT_FORMATS = ("basicirstd", "coco", "dnanet", "folders", "mshnet", "points", "voc", "yolo")
+from sirst_synth.interop.layouts import IMPORT_LAYOUTS, LAYOUTS
 
 
 @contextmanager
@@ -36,7 +34,7 @@ def _warn(line: str) -> None:
 
 @option_groups({"Input": ("split_name", "mask_threshold", "skip_mismatched"), "Output": ("out", "force")})
 @main.command("import")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(IMPORT_FORMATS))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(IMPORT_LAYOUTS))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output dataset folder.")
 @click.option("--mask-threshold", default=127, show_default=True, type=int, callback=in_range(0, 254),
@@ -68,9 +66,9 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
       sirst-synth import sirst SIRST -o SIRST-dnanet
     """
     from sirst_synth.errors import IdError, ImportProblems
-    from sirst_synth.interop.ids import id_problem
     from sirst_synth.interop.importers import read_release
     from sirst_synth.interop.writer import write_import
+    from sirst_synth.store.layout import id_problem
 
     start = time.perf_counter()
     if split_name is not None and (id_problem(split_name) or "/" in split_name):
@@ -96,7 +94,7 @@ def import_command(fmt, src, out, mask_threshold, split_name, skip_mismatched, f
                 "Run": ("n_jobs",)})
 @main.command("export")
 @dataset_options
-@click.option("--to", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Layout to write.")
+@click.option("--to", "fmt", required=True, type=click.Choice(LAYOUTS), help="Layout to write.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--name", default=None,
               help="Dataset name (basicirstd, dnanet, points: the folder OUT/<name>/, written beside what OUT "

@@ -21,6 +21,7 @@ from typing import Any
 from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.interop.exporters import EXPORTERS, check_name, export_dataset, export_target, target_hint
 from sirst_synth.interop.exporters import RECORD as EXPORT_RECORD
+from sirst_synth.interop.layouts import LAYOUTS
 from sirst_synth.plan.params import BuildParams
 from sirst_synth.run.lock import check_not_running, locked_beside
 from sirst_synth.run.output import RunMode, finished
@@ -30,9 +31,6 @@ from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.imageio import read_bytes, write_atomic
 from sirst_synth.store.layout import INFO_NAME, MANIFEST_NAME, RUN_LOG_NAME
 from sirst_synth.store.record import read_record
-
-#: the layouts ``build --layout`` writes (without it, a build is a plain folder in DNANet's layout)
-LAYOUTS = tuple(sorted(EXPORTERS))
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sirst_synth.errors import ImportProblems
-from sirst_synth.interop.ids import id_problem
 from sirst_synth.store.dataset import read_id_list
+from sirst_synth.store.layout import id_problem
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 #: the split folder name for releases that ship one unnamed split (irstd-1k, folders)

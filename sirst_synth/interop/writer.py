@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sirst_synth.interop import convert
-from sirst_synth.interop.ids import flat_names
 from sirst_synth.interop.importers import ImportProblems, Item, Release
 from sirst_synth.interop.staging import id_list_text, staged_folder, write_text
 from sirst_synth.store import imageio
-from sirst_synth.store.layout import IMPORT_MANIFEST_NAME, IMPORT_RECORD_NAME
+from sirst_synth.store.layout import IMPORT_MANIFEST_NAME, IMPORT_RECORD_NAME, flat_names
 
 MANIFEST = IMPORT_MANIFEST_NAME
 RECORD = IMPORT_RECORD_NAME

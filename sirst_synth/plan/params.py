@@ -3,6 +3,8 @@
 The CLI builds its option checks from :data:`RANGES`; the stages call ``validate()``; the build
 record (``sirst-synth.json``, the resume check) stores ``record()``. Outputs depend on these
 parameters only, never on how a run is executed (:class:`sirst_synth.run.stages.base.RunOptions`).
+The CLI imports this module to build its options, so ``validate()`` imports the channels check
+(:func:`sirst_synth.store.imageio.check_channels`, with OpenCV) when it runs, not at import.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sirst_synth.errors import ParamError
-from sirst_synth.method.choices import CHANNELS, FITS
+from sirst_synth.method.choices import FITS
 from sirst_synth.store.layout import KINDS
 
 
@@ -47,22 +49,17 @@ class Range:
             raise ParamError(f"{self.option} must be {self.describe()}, got {value:g}")
 
 
-#: every range of a method parameter, by option name
-RANGES = {r.option: r for r in (
-    Range("--alpha", 0.0, 1.0),
-    Range("--s", 1, odd=True),
-    Range("--grid", 1),
-    Range("--max-var", 0),
-    Range("--max-mean", 0),
-    Range("--rounds", 1),
-    Range("--total", 1),
-    Range("--seed", 0),
-)}
-
-
-def check_channels(channels: int) -> None:
-    if channels not in CHANNELS:
-        raise ParamError(f"--channels must be 1 (gray) or 3 (R=G=B), got {channels}")
+#: every range of a method parameter, by parameter name (each range names its option in its messages)
+RANGES = {
+    "alpha": Range("--alpha", 0.0, 1.0),
+    "s": Range("--s", 1, odd=True),
+    "grid": Range("--grid", 1),
+    "max_var": Range("--max-var", 0),
+    "max_mean": Range("--max-mean", 0),
+    "rounds": Range("--rounds", 1),
+    "total": Range("--total", 1),
+    "seed": Range("--seed", 0),
+}
 
 
 def check_fit(fit: str) -> None:
@@ -79,9 +76,9 @@ class NoiseParams:
     max_mean: float = 255.0
 
     def validate(self) -> None:
-        RANGES["--grid"].check(self.grid)
-        RANGES["--max-var"].check(self.max_var)
-        RANGES["--max-mean"].check(self.max_mean)
+        RANGES["grid"].check(self.grid)
+        RANGES["max_var"].check(self.max_var)
+        RANGES["max_mean"].check(self.max_mean)
 
     def record(self) -> dict[str, Any]:
         return {"grid": self.grid, "max_var": self.max_var, "max_mean": self.max_mean}
@@ -98,10 +95,12 @@ class DisplaceParams:
     channels: int = 1
 
     def validate(self) -> None:
+        from sirst_synth.store.imageio import check_channels
+
         check_channels(self.channels)
-        RANGES["--alpha"].check(self.alpha)
-        RANGES["--rounds"].check(self.rounds)
-        RANGES["--seed"].check(self.seed)
+        RANGES["alpha"].check(self.alpha)
+        RANGES["rounds"].check(self.rounds)
+        RANGES["seed"].check(self.seed)
         check_fit(self.fit)
 
     def record(self) -> dict[str, Any]:
@@ -117,8 +116,10 @@ class NegaugParams:
     channels: int = 1
 
     def validate(self) -> None:
+        from sirst_synth.store.imageio import check_channels
+
         check_channels(self.channels)
-        RANGES["--s"].check(self.s)
+        RANGES["s"].check(self.s)
         for kind in self.kinds:
             if kind not in KINDS[:2]:
                 raise ParamError(f"--only must be original or displaced, got {kind!r}")
@@ -140,11 +141,13 @@ class BuildParams:
     channels: int = 1
 
     def validate(self) -> None:
+        from sirst_synth.store.imageio import check_channels
+
         check_channels(self.channels)
-        RANGES["--alpha"].check(self.alpha)
-        RANGES["--s"].check(self.s)
-        RANGES["--total"].check(self.total)
-        RANGES["--seed"].check(self.seed)
+        RANGES["alpha"].check(self.alpha)
+        RANGES["s"].check(self.s)
+        RANGES["total"].check(self.total)
+        RANGES["seed"].check(self.seed)
         check_fit(self.fit)
         self.noise.validate()
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sirst_synth.errors import ImageError, WriteError
+from sirst_synth.errors import ImageError, ParamError, WriteError
 from sirst_synth.method.choices import CHANNELS
 from sirst_synth.store import pngbands
 from sirst_synth.store.layout import temp_name
@@ -211,9 +211,11 @@ def encode_png(arr: np.ndarray, params: tuple[int, ...] = OPENCV_PNG) -> bytes:
 
 
 def check_channels(channels: int) -> None:
-    """Raise ValueError unless ``channels`` is one of :data:`CHANNELS`."""
+    """Raise :class:`ParamError` unless ``channels`` is one of :data:`CHANNELS`: the one check of
+    ``--channels``, made by the parameters' ``validate()`` (:mod:`sirst_synth.plan.params`) and
+    before every generated image is written."""
     if channels not in CHANNELS:
-        raise ValueError(f"channels must be 1 (gray) or 3 (R=G=B), got {channels!r}")
+        raise ParamError(f"--channels must be 1 (gray) or 3 (R=G=B), got {channels}")
 
 
 def image_pixels(gray: np.ndarray, channels: int = 1) -> np.ndarray:

@@ -46,23 +46,24 @@ def check_probability(p: float) -> float:
     return float(p)
 
 
-def _in_range(flag: str, name: str, value: float) -> None:
-    """``value`` within the build's range for ``flag`` (:data:`sirst_synth.plan.params.RANGES`)."""
+def _in_range(name: str, value: float) -> None:
+    """``value`` within the build's range for parameter ``name`` (:data:`sirst_synth.plan.params.RANGES`),
+    the message naming the argument ``name`` rather than the build's option."""
     try:
-        dataclasses.replace(RANGES[flag], option=name).check(value)
+        dataclasses.replace(RANGES[name], option=name).check(value)
     except ValueError as exc:
         raise TransformError(str(exc)) from None
 
 
 def check_alpha(alpha: float) -> float:
     """``alpha`` in [0, 1] (the build's range)."""
-    _in_range("--alpha", "alpha", alpha)
+    _in_range("alpha", alpha)
     return float(alpha)
 
 
 def check_s(s: int) -> int:
     """``s`` odd and >= 1 (the build's range)."""
-    _in_range("--s", "s", s)
+    _in_range("s", s)
     return int(s)
 
 

@@ -18,6 +18,15 @@ def test_version_and_help_list_every_command():
         assert command in out
 
 
+def test_the_command_line_imports_no_numpy_opencv_or_h5py_until_a_command_runs():
+    import subprocess
+    import sys
+    code = ("import sys\nimport sirst_synth.cli\n"
+            "print(sorted(m for m in ('numpy', 'cv2', 'h5py', 'PIL', 'torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_stage_commands_chain_into_a_dataset(demo, tmp_path):
     before = tree_digest(demo)
     bank, disp, neg = tmp_path / "noise.h5", tmp_path / "disp", tmp_path / "neg"

@@ -1,6 +1,6 @@
-"""Issue 22, the export's half: ``export`` reads each file once, decodes only what it must (each
-distinct mask, and for the statistics each image but a build's negatives), gives the statistics the
-whole-dataset functions give, and ends with one summary line on stderr (off with ``-q``)."""
+"""``export`` reads each file once, decodes only what it must (each distinct mask, and for the
+statistics each image but a build's negatives), gives the statistics the whole-dataset functions
+give, and ends with one summary line on stderr (off with ``-q``)."""
 from __future__ import annotations
 
 import json

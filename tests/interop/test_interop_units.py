@@ -1,28 +1,18 @@
-"""Small units of the interop package: safe ids, components, box conventions."""
+"""Small units of the interop package: the layout names, components, box conventions."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sirst_synth.interop.boxes import coco_box, components, voc_box, yolo_line
-from sirst_synth.interop.ids import IdError, flat_name, flat_names, id_problem
+from sirst_synth.interop.exporters import EXPORTERS
+from sirst_synth.interop.importers import READERS
+from sirst_synth.interop.layouts import IMPORT_LAYOUTS, LAYOUTS
 from sirst_synth.method.targets import find_targets
 
 
-@pytest.mark.parametrize("id_", ["000001", "Misc_1", "44/1(814)", "a b/c-d.e", "IRDST/7/2(1)"])
-def test_safe_ids(id_):
-    assert id_problem(id_) is None and "/" not in flat_name(id_)
-
-
-@pytest.mark.parametrize("id_", ["", "..", "../x", "x/..", "/abs", "a//b", "a/", "./a", "a\\b", "C:x", "a\x00b", "a\tb"])
-def test_unsafe_ids(id_):
-    assert id_problem(id_) is not None
-
-
-def test_flat_names_are_injective_or_refused():
-    assert flat_names(["44/1(814)", "44/1(815)"]) == {"44/1(814)": "44__1(814)", "44/1(815)": "44__1(815)"}
-    with pytest.raises(IdError, match="both map"):
-        flat_names(["a/b", "a__b"])
+def test_the_layout_names_are_those_of_the_readers_and_writers():
+    assert tuple(sorted(EXPORTERS)) == LAYOUTS
+    assert tuple(READERS) == IMPORT_LAYOUTS
 
 
 def test_components_match_find_targets_and_box_conventions():

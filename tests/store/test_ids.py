@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sirst_synth.store.layout import flat_name, id_problem
+from sirst_synth.errors import IdError
+from sirst_synth.store.layout import flat_name, flat_names, id_problem
 
 from conftest import run_cli
 from support import ids, manifest
@@ -34,14 +35,20 @@ def nested(demo: Path, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("id_", ["44/1(814)", "a/b/c", "plain"])
+@pytest.mark.parametrize("id_", ["000001", "Misc_1", "plain", "44/1(814)", "a/b/c", "a b/c-d.e", "IRDST/7/2(1)"])
 def test_the_one_rule_accepts_folder_parts(id_):
     assert id_problem(id_) is None and "/" not in flat_name(id_)
 
 
-@pytest.mark.parametrize("id_", ["", "..", "../x", "x/..", "/abs", "a//b", "a/", "./a", "a\\b", "C:x", "a\x00b"])
+@pytest.mark.parametrize("id_", ["", "..", "../x", "x/..", "/abs", "a//b", "a/", "./a", "a\\b", "C:x", "a\x00b", "a\tb"])
 def test_the_one_rule_refuses_ids_leaving_the_dataset(id_):
     assert id_problem(id_) is not None
+
+
+def test_flat_names_are_injective_or_refused():
+    assert flat_names(["44/1(814)", "44/1(815)"]) == {"44/1(814)": "44__1(814)", "44/1(815)": "44__1(815)"}
+    with pytest.raises(IdError, match="both map"):
+        flat_names(["a/b", "a__b"])
 
 
 @pytest.mark.parametrize("stage", ["build", "negaug"])

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sirst_synth.store import demo, imageio
-from sirst_synth.store.demo import make_demo_dataset
+from sirst_synth import demo
+from sirst_synth.demo import make_demo_dataset
+from sirst_synth.store import imageio
 from sirst_synth.store.reader import open_dataset
 
 N_IMAGES = 40
