@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from sirst_synth.store.dataset import open_dataset  # noqa: E402
+from sirst_synth.store.reader import open_dataset  # noqa: E402
 from sirst_synth.train.data import DeviceData, Schedule, StreamData, batch_schedule, group_members, normalisation  # noqa: E402
 from sirst_synth.train.loss import group_soft_iou  # noqa: E402
 from sirst_synth.train.model import UNetAFF  # noqa: E402

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,6 +32,9 @@ from sirst_synth.cli.app import (
 from sirst_synth.interop.layouts import LAYOUTS as EXPORT_LAYOUTS
 from sirst_synth.store.layout import INFO_NAME
 
+if TYPE_CHECKING:
+    from sirst_synth.run.options import StageResult
+
 #: the option sections of the commands that read a source and write a dataset (or a bank)
 INPUT = ("src", "split", "train_list", "test_list")
 RUN = ("n_jobs", "backend", "scheduler", "skip_invalid", "force", "resume")
@@ -47,7 +50,7 @@ def _open(src: Path, split: str, train_list: str, test_list: str):
 
 
 def _opts(n_jobs: int, skip_invalid: bool, force: bool, resume: bool = False):
-    from sirst_synth.run.stages.base import RunOptions
+    from sirst_synth.run.options import RunOptions
 
     if force and resume:
         raise OptionValueError("--force and --resume exclude each other: --force starts again, --resume finishes")
@@ -78,27 +81,27 @@ def _few(ids: list[str], shown: int = 5) -> str:
     return ", ".join(ids[:shown]) + (f", ... ({len(ids) - shown} more)" if len(ids) > shown else "")
 
 
-def _warn_skipped(result: dict[str, Any]) -> str:
+def _warn_skipped(result: StageResult) -> str:
     """Warn which split lost which ids to ``--skip-invalid``; return the summary's ", N skipped (...)"."""
-    if not result["skipped"]:
+    if not result.skipped:
         return ""
-    found, source = _skipped_ids(result["out"])
+    found, source = _skipped_ids(str(result.out))
     if not found:
-        return f", {result['skipped']} skipped"
+        return f", {result.skipped} skipped"
     parts = [f"{len(ids)} of {len(ids) + int(source.get(split) or 0)} {split} ids ({_few(ids)})"
              for split, ids in found.items()]
     click.echo(f"warning: --skip-invalid left out {' and '.join(parts)}; the reasons are in {INFO_NAME} "
                "(source.skipped_invalid)", err=True)
-    return f", {result['skipped']} skipped ({', '.join(f'{len(ids)} {split}' for split, ids in found.items())})"
+    return f", {result.skipped} skipped ({', '.join(f'{len(ids)} {split}' for split, ids in found.items())})"
 
 
-def _counts_line(command: str, result: dict[str, Any]) -> str:
+def _counts_line(command: str, result: StageResult) -> str:
     """The closing line of a command that wrote a dataset, from its stage's ``result``."""
-    parts = [f"{result['train']} train ({result['original']} original, {result['displaced']} displaced, "
-             f"{result['negative']} negative)", f"{result['test']} test"]
+    parts = [f"{result.train} train ({result.original} original, {result.displaced} displaced, "
+             f"{result.negative} negative)", f"{result.test} test"]
     skipped = _warn_skipped(result)
-    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(str(result.get("resumed")), "")
-    return f"{command}: {' + '.join(parts)} images{skipped} -> {result['out']}{how} in {result['seconds']:.1f} s"
+    how = {"resumed": " (resumed)", "complete": " (already complete)"}.get(result.mode.value, "")
+    return f"{command}: {' + '.join(parts)} images{skipped} -> {result.out}{how} in {result.seconds:.1f} s"
 
 
 @option_groups({"Input": INPUT, "Method": ("grid", "max_var", "max_mean"), "Output": ("out",), "Run": RUN})
@@ -126,9 +129,9 @@ def sample_noise_cmd(src, split, train_list, test_list, grid, max_var, max_mean,
     ds = _open(src, split, train_list, test_list)
     with _workers(backend, scheduler):
         result = SampleNoise(NoiseParams(grid, max_var, max_mean)).run(ds, out, _opts(n_jobs, skip_invalid, force))
-    skipped = f", {result['skipped']} skipped" if result["skipped"] else ""
-    summary(f"sample-noise: {result['patches']} patches from {result['images_with_patches']} of {result['images']} "
-            f"train images{skipped} -> {out} in {result['seconds']:.1f} s")
+    skipped = f", {result.skipped} skipped" if result.skipped else ""
+    summary(f"sample-noise: {result.patches} patches from {result.images_with_patches} of {result.images} "
+            f"train images{skipped} -> {out} in {result.seconds:.1f} s")
 
 
 @option_groups({"Input": (*INPUT, "noise_path"), "Method": ("alpha", "rounds", "fit", "seed"),
@@ -241,7 +244,6 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, nam
     """
     from sirst_synth.plan.params import BuildParams, NoiseParams
     from sirst_synth.run.stages.build import Build
-    from sirst_synth.run.stages.build_h5 import BuildH5
 
     ds = _open(src, split, train_list, test_list)
     opts = _opts(n_jobs, skip_invalid, force, resume)
@@ -250,16 +252,27 @@ def build_cmd(src, split, train_list, test_list, alpha, s, out, fmt, layout, nam
         raise OptionValueError(f"--layout {layout} writes a folder; --format h5 writes one file: choose one")
     if name is not None and layout is None:
         raise OptionValueError("--name names the dataset folder of --layout; a plain build is the folder -o")
-    stage: Any = Build(params) if fmt == "png" else BuildH5(params)
-    if layout is not None:
-        from sirst_synth.interop.build_layout import BuildLayout
-
-        stage = BuildLayout(layout, params, name)
     out = out or Path("SIRST-5K" if fmt == "png" else "SIRST-5K.h5")
     click.get_current_context().params["out"] = out  # where an interrupted run lies (friendly_errors)
+    output = _build_output(out, fmt, layout, name)
     with _workers(backend, scheduler):
-        result = stage.run(ds, out, opts)
+        result = Build(params).run(ds, output, opts)
     summary(_counts_line("build", result))
+
+
+def _build_output(out: Path, fmt: str, layout: str | None, name: str | None):
+    """The output ``build`` writes, chosen once: a folder of PNG files, one HDF5 file, or a trainer's layout."""
+    if layout is not None:
+        from sirst_synth.interop.build_layout import LayoutOutput
+
+        return LayoutOutput(layout, out, name)
+    if fmt == "h5":
+        from sirst_synth.run.h5_output import H5FileOutput
+
+        return H5FileOutput(out)
+    from sirst_synth.run.output import FolderOutput
+
+    return FolderOutput(out)
 
 
 @option_groups({"Dataset": ("n_images", "seed")})

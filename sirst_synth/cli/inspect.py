@@ -32,7 +32,7 @@ def _open(path: Path, split: str | None, train_list: str, test_list: str):
 def _check_out(out: Path, source: Path, force: bool) -> None:
     """Refuse a sheet name not ending in .png, one inside the source, and an existing file
     unless ``force``."""
-    from sirst_synth.run.output import check_output_file
+    from sirst_synth.run.folder import check_output_file
 
     if out.suffix.lower() != ".png":
         raise PreviewError(f"{out}: the sheet is a PNG; give a file name ending in .png")
@@ -41,7 +41,7 @@ def _check_out(out: Path, source: Path, force: bool) -> None:
 
 def _write_sheet(out: Path, sheet) -> None:
     from sirst_synth.inspect.preview import encode_sheet
-    from sirst_synth.run.output import make_folder
+    from sirst_synth.run.folder import make_folder
     from sirst_synth.store.imageio import write_atomic
 
     make_folder(out.parent)

@@ -249,7 +249,7 @@ def _check_split_lists(root: Path, split: str, rows: list[dict[str, str]], repor
 
 
 def _check_counts(info: dict | None, rows: list[dict[str, str]], report: Report) -> None:
-    from sirst_synth.run.output import count_kinds
+    from sirst_synth.run.folder import count_kinds
 
     if info is None:
         return

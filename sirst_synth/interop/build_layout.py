@@ -3,7 +3,7 @@
 The folder written, ``D``, is what ``export --to FORMAT --name NAME -o OUT`` writes: ``OUT/NAME/``
 for the formats with a dataset folder (dnanet, basicirstd, points: beside the datasets ``OUT``
 holds), else ``OUT``. The DNANet-layout build is made (or resumed) in the folder ``D.building/``
-exactly as a plain ``build``, then exported as ``FORMAT`` into ``D`` (hard links, written in a
+exactly as a plain ``build`` (:class:`LayoutOutput` is the build's output), then exported as ``FORMAT`` into ``D`` (hard links, written in a
 temporary folder and put in place), with the build's ``sirst-synth.json`` and ``manifest.csv`` at
 ``D``'s top, then ``D.building/`` is removed. ``--resume`` finishes whichever step was cut short; on
 a finished ``D`` it checks the recorded parameters and source like a folder's. The lock beside
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,69 +22,68 @@ from sirst_synth.errors import OutputError, ResumeError
 from sirst_synth.interop.exporters import EXPORTERS, check_name, export_dataset, export_target, target_hint
 from sirst_synth.interop.exporters import RECORD as EXPORT_RECORD
 from sirst_synth.interop.layouts import LAYOUTS
-from sirst_synth.plan.params import BuildParams
+from sirst_synth.interop.staging import check_output
+from sirst_synth.run.folder import finished
 from sirst_synth.run.lock import check_not_running, locked_beside
-from sirst_synth.run.output import RunMode, finished
-from sirst_synth.run.stages.base import RunOptions
-from sirst_synth.run.stages.build_h5 import build_in_staging
+from sirst_synth.run.options import RunOptions, StageResult
+from sirst_synth.run.output import FolderStage, Output
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.imageio import read_bytes, write_atomic
 from sirst_synth.store.layout import INFO_NAME, MANIFEST_NAME, RUN_LOG_NAME
 from sirst_synth.store.record import read_record
 
 
-@dataclass
-class BuildLayout:
-    """:class:`Build` into ``OUT.building/``, exported as ``layout`` into ``OUT``."""
+class LayoutOutput(Output):
+    """A build written in the layout ``layout`` (see the module's docstring): ``OUT/NAME/`` (``name``:
+    ``--name``, else OUT's folder name) for the layouts with a dataset folder, else ``OUT``."""
 
-    layout: str
-    params: BuildParams = field(default_factory=BuildParams)
-    name: str | None = None
+    def __init__(self, layout: str, out: Path, name: str | None = None) -> None:
+        if layout not in EXPORTERS:
+            raise OutputError(f"--layout {layout!r}: unknown; one of {', '.join(LAYOUTS)}")
+        self.layout, self.out = layout, Path(out)
+        self.name = check_name(name or self.out.resolve().name)
+        self.named = export_target(layout, self.out, self.name)
+        self.staging = self.named.with_name(self.named.name + ".building")
 
-    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
-        if self.layout not in EXPORTERS:
-            raise OutputError(f"--layout {self.layout!r}: unknown; one of {', '.join(LAYOUTS)}")
-        name = check_name(self.dataset_name(out))
-        target = export_target(self.layout, out, name)
-        check_not_running(target)
-        with locked_beside(target):
-            return self._run_locked(ds, out, target, name, opts)
+    def run(self, stage: FolderStage, ds: Dataset, opts: RunOptions) -> StageResult:
+        """Hold the lock beside the dataset folder (``.D.sirst-synth-lock``) through the build and the export."""
+        check_not_running(self.named)
+        with locked_beside(self.named):
+            done = self._finished(ds, opts)
+            result = stage.build_in(ds, self.staging, opts, self, done)
+            return result if done is not None else self._export(result, ds, opts)
 
-    def dataset_name(self, out: Path) -> str:
-        """The dataset's name in layouts that use one (basicirstd: ``OUT/<name>/``): ``--name``, else OUT's."""
-        return self.name or out.resolve().name
+    def _finished(self, ds: Dataset, opts: RunOptions) -> dict[str, Any] | None:
+        """With ``--resume``, the record of the finished dataset folder; otherwise refuse an unsafe one."""
+        done = read_record(self.named, hint="use --force to rebuild") if opts.resume and self.named.is_dir() else None
+        if done is not None:
+            self._check_same_layout()
+            if self.staging.exists():
+                shutil.rmtree(self.staging)  # left by a run killed while removing it
+            return done
+        if not (opts.force or opts.resume) and (self.named / INFO_NAME).is_file():
+            raise OutputError(f"{self.named}: {finished()}")
+        force = opts.force or (opts.resume and self.staging.is_dir())
+        check_output(self.named, ds.root, force, target_hint(self.layout))
+        return None
 
-    def _check_same_layout(self, target: Path) -> None:
+    def _check_same_layout(self) -> None:
         """Refuse ``--resume`` on a finished folder of another layout (its export record says which)."""
         try:
-            written = json.loads((target / EXPORT_RECORD).read_text(encoding="utf-8")).get("format")
+            written = json.loads((self.named / EXPORT_RECORD).read_text(encoding="utf-8")).get("format")
         except (OSError, ValueError, AttributeError):
             written = None
         if written != self.layout:
-            raise ResumeError(f"{target}: --resume needs the layout it was built with: {written or 'unknown'}, now "
-                              f"{self.layout}; pass the same --layout or use --force to start again")
+            raise ResumeError(f"{self.named}: --resume needs the layout it was built with: {written or 'unknown'}, "
+                              f"now {self.layout}; pass the same --layout or use --force to start again")
 
-    def _run_locked(self, ds: Dataset, out: Path, target: Path, name: str, opts: RunOptions) -> dict[str, Any]:
-        from sirst_synth.interop.staging import check_output
-
-        staging = target.with_name(target.name + ".building")
-        completed = read_record(target, hint="use --force to rebuild") if opts.resume and target.is_dir() else None
-        if completed is not None:
-            self._check_same_layout(target)
-        if completed is None:
-            if not (opts.force or opts.resume) and (target / INFO_NAME).is_file():
-                raise OutputError(f"{target}: {finished()}")
-            check_output(target, ds.root, opts.force or (opts.resume and staging.is_dir()), target_hint(self.layout))
-        elif staging.exists():
-            shutil.rmtree(staging)  # left by a run killed while removing it
-        summary = build_in_staging(self.params, ds, staging, target, opts, completed)
-        if summary["resumed"] == RunMode.COMPLETE:
-            return {**summary, "out": str(target)}
+    def _export(self, result: StageResult, ds: Dataset, opts: RunOptions) -> StageResult:
+        """Export the complete staging folder into the dataset folder, the build's records at its top, then drop it."""
         start = time.perf_counter()
-        export_dataset(Dataset(staging, ds.split), self.layout, out, name, copy=False, force=True,
+        export_dataset(Dataset(self.staging, ds.split), self.layout, self.out, self.name, copy=False, force=True,
                        n_jobs=opts.n_jobs, progress=opts.progress)
         for file in (MANIFEST_NAME, RUN_LOG_NAME, INFO_NAME):  # the record last: it marks the folder complete
-            if (staging / file).is_file():
-                write_atomic(target / file, read_bytes(staging / file))
-        shutil.rmtree(staging)
-        return {**summary, "out": str(target), "seconds": round(summary["seconds"] + time.perf_counter() - start, 3)}
+            if (self.staging / file).is_file():
+                write_atomic(self.named / file, read_bytes(self.staging / file))
+        shutil.rmtree(self.staging)
+        return replace(result, seconds=round(result.seconds + time.perf_counter() - start, 3))

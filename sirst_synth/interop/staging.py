@@ -13,11 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sirst_synth.errors import OutputError
+from sirst_synth.run.folder import inside, make_folder
 from sirst_synth.run.owned import refuse_foreign, replace_folder, survey
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
 
 
 def check_output(out: Path, src: Path, force: bool, hint: str = "choose another -o") -> None:
@@ -25,9 +22,9 @@ def check_output(out: Path, src: Path, force: bool, hint: str = "choose another 
     foreign files and no record of the tool (even with ``force``), and a non-empty folder unless
     ``force``. ``hint``: what to do instead (``choose another --name`` for a dataset folder). Writes nothing."""
     out_r, src_r = out.resolve(), src.resolve()
-    if _inside(out_r, src_r):
+    if inside(out_r, src_r):
         raise OutputError(f"{out}: output folder is the source or inside it ({src}); {hint}")
-    if _inside(src_r, out_r):
+    if inside(src_r, out_r):
         raise OutputError(f"{out}: output folder holds the source {src}; {hint}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
@@ -48,10 +45,7 @@ def staged_folder(out: Path, what: str = "export") -> Iterator[Path]:
     On any error the temporary folder is removed and ``out`` is left as it was.
     """
     parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{parent}: cannot create folder ({exc.strerror})") from None
+    make_folder(parent)
     tmp = parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

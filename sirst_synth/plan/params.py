@@ -2,7 +2,7 @@
 
 The CLI builds its option checks from :data:`RANGES`; the stages call ``validate()``; the build
 record (``sirst-synth.json``, the resume check) stores ``record()``. Outputs depend on these
-parameters only, never on how a run is executed (:class:`sirst_synth.run.stages.base.RunOptions`).
+parameters only, never on how a run is executed (:class:`sirst_synth.run.options.RunOptions`).
 The CLI imports this module to build its options, so ``validate()`` imports the channels check
 (:func:`sirst_synth.store.imageio.check_channels`, with OpenCV) when it runs, not at import.
 """

@@ -1,6 +1,7 @@
-"""The state of an unfinished build, kept in the output folder so ``--resume`` can finish it.
+"""The journals of an unfinished build, kept in its state folder so ``--resume`` can finish it.
 
-    OUT/.sirst-synth-partial/run.json       command, parameters, source fingerprint (written first)
+    OUT/.sirst-synth-partial/run.json       command, parameters, source fingerprint (written first,
+                                            by :mod:`sirst_synth.run.state`)
     OUT/.sirst-synth-partial/noise-bank.json, noise-bank.bin
                                             the build's noise bank (raw pixels and their index, not
                                             HDF5; workers read it by path)
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,82 +29,12 @@ from typing import Any, BinaryIO
 
 from sirst_synth.errors import ResumeError
 from sirst_synth.run.parallel import run_jobs
-from sirst_synth.store.imageio import write_atomic
-from sirst_synth.store.layout import state_dir, temp_files
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 
-RUN_NAME = "run.json"
 #: for tests only: ``<point>:<n>`` makes the run SIGKILL its own process group (the parent and its
 #: workers) at a known point: ``units:5``, right after that journal records its 5th job; ``scan:40``,
 #: right after the source check has taken in its 40th id (:func:`kill_point`).
 KILL_AFTER_ENV = "SIRST_SYNTH_KILL_AFTER"
-
-
-def write_run(out: Path, run: dict) -> None:
-    """Create the state folder and record what is being built (before any image is written)."""
-    folder = state_dir(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / RUN_NAME, (json.dumps(run, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def interrupted_split(out: Path) -> str | None:
-    """The split the interrupted build in ``out`` records, or None when its record is missing or
-    unreadable (for deciding which files are the tool's, never for resuming)."""
-    try:
-        run = read_run(out)
-    except ResumeError:
-        return None
-    split = (run or {}).get("parameters", {}).get("split")
-    return split if isinstance(split, str) else None
-
-
-def read_run(out: Path) -> dict | None:
-    """The record of the interrupted build in ``out``, or None when it has none."""
-    path = state_dir(out) / RUN_NAME
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ResumeError(f"{path}: unreadable build record ({exc}); use --force to start again") from None
-    if not isinstance(run, dict) or not isinstance(run.get("parameters"), dict):
-        raise ResumeError(f"{path}: not a build record; use --force to start again")
-    return run
-
-
-def check_same_run(out: Path, before: dict, now: dict, where: str | Path | None = None) -> None:
-    """Refuse to resume when the command, a parameter or the source differs from the build
-    recorded in ``where`` (default: the interrupted build's run.json)."""
-    where = where or state_dir(out) / RUN_NAME
-    if before.get("command") != now["command"]:
-        raise ResumeError(f"{out}: holds an interrupted '{before.get('command')}', not '{now['command']}' ({where})")
-    old, new = before.get("parameters", {}), now["parameters"]
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            raise ResumeError(
-                f"{out}: --resume needs the parameters it was built with: {key} was {old.get(key)!r}, "
-                f"now {new.get(key)!r} ({where}); pass the same options or use --force to start again"
-            )
-    if before.get("fingerprint") != now["fingerprint"]:
-        raise ResumeError(
-            f"{out}: the source changed since it was built (fingerprint {str(before.get('fingerprint'))[:12]} "
-            f"-> {now['fingerprint'][:12]}); use --force to start again"
-        )
-
-
-def remove_state(out: Path) -> None:
-    """Delete the state folder (the dataset is complete, or is being started afresh)."""
-    shutil.rmtree(state_dir(out), ignore_errors=True)
-
-
-def remove_temp_files(out: Path) -> int:
-    """Delete the temporary files of writes cut short (``.<name>.<pid>.tmp`` in ``out`` and the
-    folders in it: images, masks, the split lists, the manifest); return how many."""
-    removed = 0
-    for path in [*temp_files(out), *(p for folder in out.iterdir() if folder.is_dir() for p in temp_files(folder))]:
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
 
 
 def _encode(key: str, rows: list[Row]) -> bytes:

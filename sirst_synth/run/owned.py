@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sirst_synth.errors import OutputError
-from sirst_synth.run.journal import interrupted_split
+from sirst_synth.run.state import interrupted_split
 from sirst_synth.store.layout import (
     EXPORT_RECORD_NAME,
     IMPORT_MANIFEST_NAME,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,14 +21,18 @@ from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.params import NoiseParams
 from sirst_synth.run.journal import kill_point
-from sirst_synth.run.pack import Packed, packed_pixels
 from sirst_synth.run.parallel import run_jobs
+from sirst_synth.run.sinks import PNG_FILES, ImageSink
 from sirst_synth.run.sources import keep_source, one_opencv_thread
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import ImageSums, fingerprint_of, gray_sums, hashed_line
+from sirst_synth.store.h5.stored import StoredImage
 from sirst_synth.store.layout import PARTS, flat_name, id_problem
 from sirst_synth.store.noisebank import NoiseBankWriter
+
+if TYPE_CHECKING:
+    from sirst_synth.run.output import Output
 
 
 @dataclass(frozen=True)
@@ -79,14 +83,12 @@ class _ScanJob:
     id: str
     part: str
     sample: bool
-    #: also return the image and mask as stored in an HDF5 dataset file (``build --format h5``)
-    pack: bool = False
 
 
-_Outcome = tuple["SourceRecord | None", "Problem | None", list[NoiseRegion], list[np.ndarray], "Packed | None"]
+_Outcome = tuple["SourceRecord | None", "Problem | None", list[NoiseRegion], list[np.ndarray], "StoredImage | None"]
 
 
-def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
+def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams, sink: ImageSink) -> _Outcome:
     bad = id_problem(job.id)
     if bad:
         return None, Problem(job.id, job.part, bad), [], [], None
@@ -95,7 +97,7 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
     try:
         image_bytes = imageio.read_bytes(ds.image_path(job.id))
         # a test image is only copied: a PNG checked whole without decoding its pixels is enough
-        shape = None if job.part == "train" or job.pack else imageio.checked_png_shape(image_bytes)
+        shape = None if job.part == "train" or sink.stores_originals else imageio.checked_png_shape(image_bytes)
         if shape is None:
             image = imageio.decode_image(image_bytes, f"image {ds.image_path(job.id)}")
             shape = (*image.shape[:2], 1 if image.ndim == 2 else image.shape[2])
@@ -115,22 +117,22 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams) -> _Outcome:
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
     # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
-    gray = imageio.method_gray(image) if image is not None and (job.part == "train" or job.pack) else None
-    packed = packed_pixels(flat_name(job.id), image, mask, gray) if job.pack and image is not None else None
+    gray = imageio.method_gray(image) if image is not None and (job.part == "train" or sink.stores_originals) else None
+    stored = sink.original(flat_name(job.id), image, mask, gray) if image is not None else None
     if job.part != "train":
-        return record, None, [], [], packed
+        return record, None, [], [], stored
     assert image is not None and gray is not None
     record = dataclasses.replace(record, gray_sums=gray_sums(gray))
     keep_source(ds, job.id, gray, mask, targets)
     if not job.sample:
-        return record, None, [], [], packed
+        return record, None, [], [], stored
     if h // noise.grid < 2 or w // noise.grid < 2:  # refused by check_grid before the bank is used
-        return record, None, [], [], packed
+        return record, None, [], [], stored
     regions = noise_prone_regions(gray.astype(np.float32, copy=False), mask, noise.grid, noise.max_var, noise.max_mean)
     # the patches travel back to the parent in the gray's own type (uint8 for a gray source: a
     # quarter of the bytes); the parent stores them as float32 (what crop() of the float gray gives)
     patches = [np.ascontiguousarray(gray[y0:y1, x0:x1]) for y0, x0, y1, x1 in (r.box for r in regions)]
-    return record, None, regions, patches, packed
+    return record, None, regions, patches, stored
 
 
 def odd_mask_warnings(result: ScanResult, shown: int = 5) -> list[str]:
@@ -175,10 +177,11 @@ def scan(
     progress: bool,
     noise: NoiseParams | None = None,
     bank: NoiseBankWriter | None = None,
-    on_packed: Callable[[Packed], None] | None = None,
+    output: Output | None = None,
 ) -> ScanResult:
     """Validate every id of ``parts``; with ``bank``, sample noise from the train images into it;
-    with ``on_packed``, hand it each valid image as stored in an HDF5 dataset file, in job order.
+    with ``output``, hand it each valid image in job order when it stores the originals as decoded
+    (:attr:`~sirst_synth.run.sinks.ImageSink.stores_originals`).
 
     Both split lists are checked for duplicates and train/test leakage, whichever parts are read.
     """
@@ -188,17 +191,17 @@ def scan(
     result.problems += [Problem("-", p, f"{ds.split_file(p)} lists no id") for p in parts if not ids[p]]
     if result.problems:
         return result
-    jobs = [_ScanJob(i, part, bank is not None and part == "train", on_packed is not None)
-            for part in parts for i in ids[part]]
+    jobs = [_ScanJob(i, part, bank is not None and part == "train") for part in parts for i in ids[part]]
     result.records = {part: [] for part in parts}
-    outcomes = run_jobs(_scan_one, jobs, n_jobs, "checking sources", progress, ds, noise or NoiseParams())
-    for done, (job, (record, problem, regions, patches, packed)) in enumerate(zip(jobs, outcomes), 1):
+    sink = output.sink if output is not None else PNG_FILES
+    outcomes = run_jobs(_scan_one, jobs, n_jobs, "checking sources", progress, ds, noise or NoiseParams(), sink)
+    for done, (job, (record, problem, regions, patches, stored)) in enumerate(zip(jobs, outcomes), 1):
         if problem is not None:
             result.problems.append(problem)
             continue
         result.records[job.part].append(record)
-        if on_packed is not None and packed is not None:
-            on_packed(packed)
+        if output is not None and stored is not None:
+            output.add_original(stored)
         if bank is not None and job.sample:
             bank.add(job.id, regions, [crop(patch, (0, 0, *patch.shape)) for patch in patches])
         kill_point("scan", done)  # tests only

@@ -10,7 +10,7 @@
                                     bank), before it starts the output; removed when it ends
     ROOT/.sirst-synth-lock          held while a command writes ROOT (pid and command inside)
     ROOT/.sirst-synth-runs.jsonl    the run log: one line per run (mode, seconds), not in the record
-    ROOT/.sirst-synth-packed/       in the staging folder of build --format h5 only: each unit's
+    ROOT/.sirst-synth-units/        in the staging folder of build --format h5 only: each unit's
                                     images as stored in the HDF5 file, one file a unit
     .<name>.<pid>.tmp               a file being written, renamed into place when complete
 
@@ -61,7 +61,7 @@ EXPORT_RECORD_NAME = "sirst-synth-export.json"
 #: dnanet`` makes them: DNANet never does)
 DNANET_RESULT_FOLDERS = ("value_result", "visulization_result")
 #: in the staging folder of ``build --format h5`` only: each unit's images as stored chunks, one file a unit
-PACKED_DIR = STATE_PREFIX + "-packed"
+UNITS_DIR = STATE_PREFIX + "-units"
 
 _TEMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -35,7 +35,7 @@ import numpy as np
 from sirst_synth import __version__
 from sirst_synth.errors import NoiseBankError, WriteError
 from sirst_synth.method.noise import NoiseRegion
-from sirst_synth.store.h5dataset import discard_unfinished
+from sirst_synth.store.h5.format import discard_unfinished
 from sirst_synth.store.layout import temp_path
 
 _CHUNK = 4096

@@ -46,6 +46,10 @@ class BandedPNG:
 
     def png(self) -> bytes:
         """The PNG file's bytes."""
+        return self._png
+
+    @cached_property
+    def _png(self) -> bytes:  # made once: negatives that keep their base's mask share its file
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, self.colour, 0, 0, 0)
         return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", self.zlib_stream()), _IEND))
 

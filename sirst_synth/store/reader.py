@@ -53,7 +53,7 @@ def open_dataset(
     *, allow_hdf5: bool = True,
 ) -> DatasetReader:
     """Open a dataset: a folder in the layout above, or (``allow_hdf5``) an HDF5 file written by
-    ``build --format h5``, read through :class:`sirst_synth.store.h5dataset.H5Dataset`.
+    ``build --format h5``, read through :class:`sirst_synth.store.h5.reader.H5Dataset`.
 
     ``split`` defaults to :data:`DEFAULT_SPLIT` for a folder and to the file's own split for an
     HDF5 file; ``train_list`` and ``test_list`` name files of the folder layout (an HDF5 file
@@ -61,7 +61,7 @@ def open_dataset(
     """
     root = Path(root)
     if root.is_file():
-        from sirst_synth.store.h5dataset import H5Dataset, is_hdf5_file
+        from sirst_synth.store.h5.reader import H5Dataset, is_hdf5_file
 
         if not is_hdf5_file(root):
             raise DatasetError(f"{root}: is a file but not an HDF5 dataset; give a dataset folder or a .h5 file")

@@ -1,4 +1,4 @@
-"""Issue 22, the build's half: a full disk, a kill while the source is checked and a finished output
+"""The build when things go wrong: a full disk, a kill while the source is checked and a finished output
 each answer with one line naming the right thing, exit status 1, and nothing left outside the output.
 
 - the free space is checked before anything is written (:mod:`sirst_synth.run.space`);

@@ -6,7 +6,7 @@ import sys
 import types
 from pathlib import Path
 
-from sirst_synth.run.stages.base import RunOptions
+from sirst_synth.run.options import RunOptions
 from sirst_synth.store.reader import open_dataset
 
 from conftest import REPO
@@ -28,7 +28,7 @@ def test_the_contributing_mirror_stage_writes_mirrored_train_images(demo, tmp_pa
     out = tmp_path / "mirrored"
     summary = mirror.Mirror(mirror.MirrorParams()).run(open_dataset(demo, allow_hdf5=False), out, RunOptions(n_jobs=1))
     train = ids(demo, "50_50", "train")
-    assert summary["train"] == 2 * len(train)
+    assert summary.train == 2 * len(train)
     assert ids(out, "50_50", "train") == train + [f"{i}_m" for i in train]
     first = train[0]
     assert (read(out / "images" / f"{first}_m.png") == read(demo / "images" / f"{first}.png")[:, ::-1]).all()

@@ -1,6 +1,7 @@
 """sirst_synth.run.jobs: the worker code that copies, displaces and negates one image."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -9,12 +10,16 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from sirst_synth.method.noise import NoiseRegion
-from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, recorded_copy, remove_outputs, run_copy, run_job
+from sirst_synth.run.jobs import CopyJob, NoiseDraw, Place, run_job
+from sirst_synth.run.output import FolderOutput
+from sirst_synth.run.sinks import UNIT_FILES
 from sirst_synth.run.stages.build import BuildJob
 from sirst_synth.run.stages.displace import DisplaceJob
 from sirst_synth.run.stages.negaug import NegateJob
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
+from sirst_synth.store.h5.stored import ImageFiles, stored_files
+from sirst_synth.store.h5.units import unit_images
 from sirst_synth.store.manifest import new_row, original_row
 from sirst_synth.store.noisebank import NoiseBankWriter
 
@@ -58,8 +63,8 @@ def unit(s=None, noise=True):
     return BuildJob("a", "a_r0", row, draw, 0.5, "resize", s=s) if s else DisplaceJob("a", "a_r0", row, draw, 0.5, "resize")
 
 
-def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
-    (rows,) = [run_copy(CopyJob("a", original_row("a", "train")), place)]
+def test_a_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
+    (rows,) = [run_job(CopyJob("a", original_row("a", "train")), place)]
     src, out = place.src.root, place.out
     assert (out / "images" / "a.png").read_bytes() == (src / "images" / "a.png").read_bytes()
     assert (out / "masks" / "a.png").read_bytes() == (src / "masks" / "a.png").read_bytes()
@@ -67,16 +72,31 @@ def test_run_copy_copies_bytes_unchanged_and_returns_their_hashes(place):
                      "sha256_mask": sha(src / "masks" / "a.png")}]
 
 
-def test_a_recorded_copy_is_the_row_of_a_copy_without_the_files(place):
+def test_a_copy_through_unit_files_is_the_row_of_a_copy_without_the_files(place):
     """``build --format h5`` keeps the originals in its file: their rows, from the scan's hashes,
     are those copying gives, and nothing is written."""
     src = place.src.root
     job = CopyJob("a", original_row("a", "train"), (4, 1.0, 2.0), sha(src / "images" / "a.png"),
                   sha(src / "masks" / "a.png"))
-    assert recorded_copy(job, place) == run_copy(CopyJob("a", original_row("a", "train"), (4, 1.0, 2.0)), place)
+    stored = dataclasses.replace(place, sink=UNIT_FILES)
+    assert run_job(job, stored) == run_job(CopyJob("a", original_row("a", "train"), (4, 1.0, 2.0)), place)
     (place.out / "images" / "a.png").unlink()
-    recorded_copy(job, place)
+    run_job(job, stored)
     assert not (place.out / "images" / "a.png").exists()
+
+
+def test_a_unit_through_unit_files_gives_the_rows_and_chunks_of_its_png_files(place):
+    """The two sinks of a build unit agree: the same manifest rows, and the unit file holds the
+    chunks that storing the PNG files gives (what the HDF5 file receives either way)."""
+    pngs = run_job(unit(s=3), place)
+    stored_place = dataclasses.replace(place, out=place.out.parent / "stored", sink=UNIT_FILES)
+    stored_place.out.mkdir()
+    assert run_job(unit(s=3), stored_place) == pngs
+    assert not (stored_place.out / "images").exists()
+    from_files = [stored_files(ImageFiles(r["id"], place.out / "images" / f"{r['id']}.png",
+                                          place.out / "masks" / f"{r['id']}.png", r["sha256_image"], r["sha256_mask"]))
+                  for r in pngs]
+    assert unit_images(stored_place.out, pngs) == from_files
 
 
 def test_a_unit_without_noise_writes_only_the_negatives_of_each_target(place):
@@ -121,10 +141,9 @@ def test_a_unit_writes_the_same_files_every_time(place):
     assert run_job(unit(s=3), place) == first
 
 
-def test_remove_outputs_deletes_both_files_of_the_ids_only(place):
+def test_a_folder_output_keeps_the_first_images_of_a_cut_unit_and_deletes_the_rest(place):
     rows = run_job(unit(s=3), place)
-    gone = [r["id"] for r in rows[2:]]
-    remove_outputs(place.out, gone + ["never_written"])
+    FolderOutput(place.out).unit_done(place.out, [*rows, {"id": "never_written"}], 2)
     kept = [r["id"] for r in rows[:2]]
     assert sorted(p.stem for p in (place.out / "images").iterdir()) == sorted(kept)
     assert sorted(p.stem for p in (place.out / "masks").iterdir()) == sorted(kept)

@@ -1,14 +1,12 @@
-"""sirst_synth.run.journal: the state of an unfinished build, replayed by --resume."""
+"""sirst_synth.run.journal: the journals of an unfinished build, replayed by --resume."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from sirst_synth.errors import ResumeError
-from sirst_synth.run.journal import Journal, check_same_run, read_run, remove_temp_files, run_recorded, write_run
-from sirst_synth.store.layout import state_dir, temp_path
+from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.store.manifest import new_row
 
 
@@ -25,9 +23,6 @@ def record(path, *jobs: tuple[str, list[str]]) -> None:
 
 def make_row(job: str) -> list[dict[str, str]]:
     return [row(job)]
-
-
-RUN: dict[str, Any] = {"command": "build", "parameters": {"alpha": 0.1, "s": 3}, "fingerprint": "ab" * 32}
 
 
 def test_a_last_line_cut_short_by_a_kill_is_dropped_and_the_file_truncated(tmp_path):
@@ -110,69 +105,6 @@ def test_rows_streams_every_recorded_row_in_job_order(tmp_path):
 
 def test_rows_of_a_journal_never_written_is_empty(tmp_path):
     assert list(Journal(tmp_path / "none.jsonl").rows()) == []
-
-
-def test_read_run_returns_what_write_run_wrote(tmp_path):
-    write_run(tmp_path, RUN)
-    assert state_dir(tmp_path).is_dir()
-    assert read_run(tmp_path) == RUN
-
-
-def test_read_run_without_a_record_is_none(tmp_path):
-    assert read_run(tmp_path) is None
-
-
-def test_read_run_of_a_broken_run_json_is_one_resume_error(tmp_path):
-    write_run(tmp_path, RUN)
-    (state_dir(tmp_path) / "run.json").write_text('{"command": "bu')
-    with pytest.raises(ResumeError, match=r"run\.json: unreadable build record"):
-        read_run(tmp_path)
-
-
-def test_read_run_of_json_without_parameters_is_not_a_build_record(tmp_path):
-    write_run(tmp_path, RUN)
-    (state_dir(tmp_path) / "run.json").write_text(json.dumps(["build"]))
-    with pytest.raises(ResumeError, match="not a build record"):
-        read_run(tmp_path)
-
-
-def test_check_same_run_accepts_the_same_run(tmp_path):
-    check_same_run(tmp_path, RUN, dict(RUN))
-
-
-def test_check_same_run_names_the_differing_parameter(tmp_path):
-    now = {**RUN, "parameters": {"alpha": 0.2, "s": 3}}
-    with pytest.raises(ResumeError, match=r"alpha was 0\.1, now 0\.2"):
-        check_same_run(tmp_path, RUN, now)
-
-
-def test_check_same_run_names_a_parameter_added_since(tmp_path):
-    now = {**RUN, "parameters": {**RUN["parameters"], "seed": 1}}
-    with pytest.raises(ResumeError, match="seed was None, now 1"):
-        check_same_run(tmp_path, RUN, now)
-
-
-def test_check_same_run_refuses_another_command(tmp_path):
-    with pytest.raises(ResumeError, match="interrupted 'build', not 'negaug'"):
-        check_same_run(tmp_path, RUN, {**RUN, "command": "negaug"})
-
-
-def test_check_same_run_refuses_a_changed_source(tmp_path):
-    with pytest.raises(ResumeError, match="the source changed"):
-        check_same_run(tmp_path, RUN, {**RUN, "fingerprint": "cd" * 32})
-
-
-def test_remove_temp_files_deletes_only_temporary_files_in_out_and_its_folders(tmp_path):
-    (tmp_path / "images").mkdir()
-    keep = [tmp_path / "images" / "a.png", tmp_path / "manifest.csv", tmp_path / "images" / ".hidden.png"]
-    for path in keep:
-        path.write_bytes(b"x")
-    temps = [temp_path(tmp_path / "images" / "b.png"), temp_path(tmp_path / "manifest.csv")]
-    for path in temps:
-        path.write_bytes(b"x")
-    assert remove_temp_files(tmp_path) == 2
-    assert all(p.exists() for p in keep)
-    assert not any(p.exists() for p in temps)
 
 
 def test_rows_keep_their_image_sums_through_the_journal_and_lines_without_sums_still_replay(tmp_path):

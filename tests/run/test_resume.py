@@ -178,25 +178,36 @@ def test_killed_h5_build_resumes_to_the_same_file(src, tmp_path, channels):
     assert res.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_an_h5_staging_folder_is_refused_by_png_builds_and_names_a_lost_unit_file(src, tmp_path):
+def build_staging_only(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``build -o OUT --format h5`` stopped once its staging folder is complete, before its file is written."""
+    from sirst_synth.plan.params import BuildParams
+    from sirst_synth.run.h5_output import H5FileOutput
+    from sirst_synth.run.options import RunOptions
+    from sirst_synth.run.stages.build import Build
+    from sirst_synth.store.dataset import Dataset
+    from sirst_synth.store.h5.writer import H5Writer
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(H5Writer, "finish", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            Build(BuildParams(total=int(TOTAL))).run(Dataset(src), H5FileOutput(out), RunOptions(n_jobs=2))
+    assert not out.exists()
+
+
+def test_an_h5_staging_folder_is_refused_by_png_builds_and_names_a_lost_unit_file(src, tmp_path, monkeypatch):
     """The staging folder of `build --format h5` holds no PNG files of its images: `--layout` (which
     builds PNG files there) refuses to resume it; a unit file lost from it is named; --force
     starts again, unit files included."""
-    from sirst_synth.plan.params import BuildParams
-    from sirst_synth.run.pack import H5Writer
-    from sirst_synth.run.stages.base import RunOptions
-    from sirst_synth.run.stages.build import Build
-    from sirst_synth.store.dataset import Dataset
-
     out = tmp_path / "D"  # `-o D --format h5` and `-o D --layout coco` share the staging folder D.building/
     staging = out.with_name("D.building")
-    writer = H5Writer(out)
-    Build(BuildParams(total=int(TOTAL)), writer=writer).run(Dataset(src), staging, RunOptions(n_jobs=2))
-    writer.abort()
+    build_staging_only(src, out, monkeypatch)
     res = subprocess.run(build_cmd(src, out, "--layout", "coco", "--resume"), capture_output=True, text=True)
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "holds a build --format h5" in res.stderr and "finish it with --format h5" in res.stderr
-    lost = sorted((staging / ".sirst-synth-packed").iterdir())[3]
+    lost = sorted((staging / ".sirst-synth-units").iterdir())[3]
     lost.unlink()
     res = subprocess.run(build_cmd(src, out, "--format", "h5", "--resume"), capture_output=True, text=True)
     assert res.returncode == 1 and res.stderr == (f"error: {lost}: cannot read the unit's images (No such file or "
@@ -209,25 +220,17 @@ def test_an_h5_staging_folder_is_refused_by_png_builds_and_names_a_lost_unit_fil
     assert out.read_bytes() == reference.read_bytes() and not staging.exists()
 
 
-def test_h5_staging_folder_left_complete_resumes_from_its_unit_files(src, tmp_path):
+def test_h5_staging_folder_left_complete_resumes_from_its_unit_files(src, tmp_path, monkeypatch):
     """A kill after the staging folder of `build --format h5` is complete, before its file is:
     the folder holds each unit's images in one file (no PNG files of generated images), and
     --resume writes the file from them, the same bytes as an uninterrupted build."""
-    from sirst_synth.plan.params import BuildParams
-    from sirst_synth.run.pack import H5Writer
-    from sirst_synth.run.stages.base import RunOptions
-    from sirst_synth.run.stages.build import Build
-    from sirst_synth.store.dataset import Dataset
-
     reference = tmp_path / "reference.h5"
     subprocess.run(build_cmd(src, reference, "--format", "h5"), check=True, capture_output=True)
     out = tmp_path / "out.h5"
     staging = out.with_name(out.name + ".building")
-    writer = H5Writer(out)
-    Build(BuildParams(total=int(TOTAL)), writer=writer).run(Dataset(src), staging, RunOptions(n_jobs=2))
-    writer.abort()  # the file of the killed run is lost; its folder is complete
+    build_staging_only(src, out, monkeypatch)  # the file of the stopped run is lost; its folder is complete
     assert (staging / "sirst-synth.json").is_file() and not any((staging / "images").iterdir())
-    assert any((staging / ".sirst-synth-packed").iterdir())
+    assert any((staging / ".sirst-synth-units").iterdir())
     res = subprocess.run(build_cmd(src, out, "--format", "h5", "--resume"), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert out.read_bytes() == reference.read_bytes() and not staging.exists()

@@ -14,7 +14,8 @@ from sirst_synth.errors import ParamError, PlanError, SourceProblems
 from sirst_synth.plan.params import BuildParams, DisplaceParams, NegaugParams, NoiseParams
 from sirst_synth.run.jobs import Place
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied, scan_sources
+from sirst_synth.run.options import RunOptions
+from sirst_synth.run.stages.base import DatasetStage, Sources, chain, copied, scan_sources
 from sirst_synth.run.stages.build import Build
 from sirst_synth.run.stages.displace import Displace
 from sirst_synth.run.stages.negaug import Negaug
@@ -80,10 +81,10 @@ def content_digest(root: Path) -> str:
 def test_sample_noise_writes_a_bank_of_train_patches_only(src, tmp_path):
     summary = SampleNoise(NoiseParams(grid=8)).run(src, tmp_path / "noise.h5", OPTS)
     with NoiseBank(tmp_path / "noise.h5") as bank:
-        assert len(bank) == summary["patches"] > 0
+        assert len(bank) == summary.patches > 0
         assert set(bank.source_id) <= set(TRAIN)
         assert bank.attrs["split"] == SPLIT
-    assert (summary["images"], summary["skipped"]) == (6, 0)
+    assert (summary.images, summary.skipped) == (6, 0)
 
 
 def test_sample_noise_validates_its_parameters_before_writing(src, tmp_path):
@@ -119,7 +120,7 @@ def test_sample_noise_rerun_gives_a_byte_identical_bank(src, tmp_path):
 def test_displace_adds_rounds_displaced_images_per_train_image(src, bank, tmp_path):
     out = tmp_path / "out"
     summary = Displace(DisplaceParams(alpha=0.3, rounds=2), bank).run(src, out, OPTS)
-    assert (summary["train"], summary["test"], summary["original"], summary["displaced"]) == (18, 2, 6, 12)
+    assert (summary.train, summary.test, summary.original, summary.displaced) == (18, 2, 6, 12)
     train = lines(out / SPLIT / "train.txt")
     assert train[:6] == TRAIN
     assert sorted(train[6:]) == sorted(f"{i}_r{r}" for i in TRAIN for r in (0, 1))
@@ -151,7 +152,7 @@ def test_displace_resume_of_a_complete_output_does_nothing(src, bank, tmp_path):
     Displace(DisplaceParams(alpha=0.3), bank).run(src, out, OPTS)
     before = content_digest(out)
     summary = Displace(DisplaceParams(alpha=0.3), bank).run(src, out, RunOptions(n_jobs=1, resume=True))
-    assert summary["resumed"] == "complete"
+    assert summary.mode == "complete"
     assert content_digest(out) == before
 
 
@@ -169,7 +170,7 @@ def test_negaug_adds_each_train_image_followed_by_its_negatives(src, tmp_path):
     out = tmp_path / "out"
     summary = Negaug(NegaugParams(s=3)).run(src, out, OPTS)
     negatives = 3 * sum(TARGETS[i] for i in TRAIN)
-    assert (summary["train"], summary["negative"], summary["original"], summary["test"]) == (6 + negatives, negatives, 6, 2)
+    assert (summary.train, summary.negative, summary.original, summary.test) == (6 + negatives, negatives, 6, 2)
     expected = [x for i in TRAIN for x in [i, *(f"{i}_t{t}_k{k}" for t in range(1, TARGETS[i] + 1) for k in (1, 2, 3))]]
     assert lines(out / SPLIT / "train.txt") == expected
 
@@ -208,8 +209,8 @@ BUILD = BuildParams(alpha=0.2, s=3, total=18, noise=NoiseParams(grid=8))
 def test_build_writes_exactly_total_training_images(src, tmp_path):
     out = tmp_path / "out"
     summary = Build(BUILD).run(src, out, OPTS)
-    assert (summary["train"], summary["test"], summary["original"]) == (18, 2, 6)
-    assert summary["displaced"] + summary["negative"] == 12
+    assert (summary.train, summary.test, summary.original) == (18, 2, 6)
+    assert summary.displaced + summary.negative == 12
     assert len(lines(out / SPLIT / "train.txt")) == 18
     assert not state_dir(out).exists()
 
@@ -250,7 +251,7 @@ def test_a_bad_source_id_stops_a_stage_before_it_writes(src, tmp_path):
 def test_skip_invalid_leaves_the_bad_id_out(src, tmp_path):
     (src.root / "images" / "tr2.png").unlink()
     summary = Negaug(NegaugParams(s=3)).run(src, tmp_path / "out", RunOptions(n_jobs=1, skip_invalid=True))
-    assert summary["skipped"] == 1
+    assert summary.skipped == 1
     assert "tr2" not in lines(tmp_path / "out" / SPLIT / "train.txt")
 
 
@@ -307,7 +308,7 @@ class Flip(DatasetStage):
 def test_a_stage_implementing_only_prepare_and_train_rows_writes_a_complete_dataset(src, tmp_path):
     out = tmp_path / "out"
     summary = Flip(FlipParams()).run(src, out, OPTS)
-    assert (summary["train"], summary["test"], summary["resumed"]) == (12, 2, "fresh")
+    assert (summary.train, summary.test, summary.mode) == (12, 2, "fresh")
     assert lines(out / SPLIT / "train.txt") == TRAIN + [f"{i}_flip" for i in TRAIN]
     info = json.loads((out / INFO_NAME).read_text())
     assert info["command"] == "flip"
@@ -333,6 +334,6 @@ def test_a_new_stage_gets_resume_after_an_interruption(src, tmp_path, monkeypatc
     monkeypatch.setitem(KILL_AT, "n", None)
     CALLS.clear()
     summary = Flip(FlipParams()).run(src, out, RunOptions(n_jobs=1, resume=True))
-    assert summary["resumed"] == "resumed"
+    assert summary.mode == "resumed"
     assert TRAIN[3:] == CALLS
     assert content_digest(out) == content_digest(fresh)

@@ -19,39 +19,21 @@ from typing import Any, ClassVar
 
 from sirst_synth import __version__
 from sirst_synth.errors import PlanError, SirstSynthError, SourceProblems
-from sirst_synth.run.jobs import CopyJob, Place, recorded_copy, run_copy
-from sirst_synth.run.journal import Journal, check_same_run, run_recorded
+from sirst_synth.run.folder import check_output, finish_output, make_folder, remove_scratch, start_folder, train_norm
+from sirst_synth.run.jobs import CopyJob, Place, run_job
+from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.run.lock import check_not_running, command_line, locked_folder
-from sirst_synth.run.output import (
-    RunMode,
-    check_output,
-    completed_run,
-    finish_output,
-    make_folder,
-    remove_scratch,
-    start_output,
-    train_norm,
-)
+from sirst_synth.run.options import RunOptions, StageResult
+from sirst_synth.run.output import FolderOutput, Output
 from sirst_synth.run.scan import ScanResult, odd_mask_warnings, scan
 from sirst_synth.run.space import SourceSizes, check_space, source_sizes, used_by
+from sirst_synth.run.state import RunMode, RunRecord, finished_record, finished_unchanged
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.fingerprint import checked_split_fingerprint
-from sirst_synth.store.layout import PACKED_DIR, PARTS, PIXEL_FOLDERS, flat_name, flat_names, scratch_dir, state_dir
+from sirst_synth.store.layout import PARTS, PIXEL_FOLDERS, UNITS_DIR, flat_name, flat_names, scratch_dir, state_dir
 from sirst_synth.store.manifest import Row, original_row
 from sirst_synth.store.record import append_run
 
 log = logging.getLogger("sirst_synth")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run, not what to compute: outputs never depend on these."""
-
-    n_jobs: int = -1
-    progress: bool = False
-    skip_invalid: bool = False
-    force: bool = False
-    resume: bool = False
 
 
 @dataclass
@@ -77,8 +59,8 @@ class Stage(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
-        """Write the stage's output; return its summary (counts, seconds, ...)."""
+    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> Any:
+        """Write the stage's output; return its result (counts, seconds, ...)."""
 
 
 def check_sources(result: ScanResult, opts: RunOptions) -> Sources:
@@ -93,91 +75,80 @@ def check_sources(result: ScanResult, opts: RunOptions) -> Sources:
 
 
 class DatasetStage(Stage):
-    """A stage that copies its source dataset into ``out`` and adds generated training images
-    (``build --format h5`` records the originals' rows only: see :meth:`copies_originals`).
+    """A stage that copies its source dataset into its output and adds generated training images.
 
-    :meth:`run` is the skeleton: refuse an unsafe output, answer ``--resume`` on a finished one at
-    once (:meth:`finished_unchanged`), check the free space, check the source and plan
-    (:meth:`prepare`), start or resume the output, copy every source image, run the stage's own
-    jobs (:meth:`train_rows`) and write the closing files. A subclass supplies the parts in between.
+    :meth:`run` hands the stage to its :class:`~sirst_synth.run.output.Output`, which calls
+    :meth:`build_in` on the dataset folder it builds in. :meth:`build_in` is the skeleton: refuse an
+    unsafe folder, answer ``--resume`` on a finished one at once
+    (:func:`~sirst_synth.run.state.finished_unchanged`), check the free space, check the source and
+    plan (:meth:`prepare`), start or resume the folder (:func:`~sirst_synth.run.folder.start_folder`),
+    copy every source image, run the stage's own jobs (:meth:`train_rows`) and write the closing
+    files. A subclass supplies the parts in between.
     """
-
-    #: the output's scratch folder (:func:`~sirst_synth.store.layout.scratch_dir`), set by :meth:`run`:
-    #: where :meth:`prepare` may write (:meth:`make_scratch`) before the output is started, kept when
-    #: ``--force`` clears the output, and removed (with what a killed run left there) by every run
-    scratch: Path | None = None
-    #: the output a user named, when the stage writes a staging folder for it (``build --format h5``,
-    #: ``--layout``): messages about the output as a whole name it
-    named_out: Path | None = None
-
-    def run(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``completed``: the record of a finished copy kept elsewhere (see :mod:`.build_h5`).
-
-        Holds the output's lock (:mod:`sirst_synth.run.lock`) from before the source is read to the end."""
-        start = time.perf_counter()
-        ds = dataclasses.replace(ds, root=ds.root.resolve())  # workers elsewhere (a cluster) reach it by path
-        self.params.validate()
-        check_unlocked_output(out, ds.root, opts)
-        with locked_folder(out):
-            return self._run_locked(ds, out, opts, completed, start)
-
-    def _run_locked(self, ds: Dataset, out: Path, opts: RunOptions, completed: dict[str, Any] | None,
-                    start: float) -> dict[str, Any]:
-        self.scratch = scratch_dir(out)
-        try:
-            # a finished folder whose originals live elsewhere (build --format h5's staging folder, its
-            # file lost) needs the source scan, which hands them over: no shortcut there
-            shortcut = completed is not None or self.copies_originals()
-            if opts.resume and shortcut and self.finished_unchanged(ds, out, completed):
-                return already_complete(out, completed, start)
-            remove_scratch(out)  # what a run killed while checking its source left
-            need = self._check_space(ds, out, opts)
-            sources = self.prepare(ds, opts)
-            flat_names(sorted(sources.ids()))  # two ids with one flat name: refused before writing
-            check_space(out, need, f"this {self.name}", self.named_out)  # again: the scan's files take room now
-            record = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
-                      "fingerprint": sources.result.fingerprint()}
-            how = start_output(out, ds.root, ds.split, record, opts.force, opts.resume, completed, keep=self.scratch)
-            self.started(out, how)
-            if how is RunMode.COMPLETE:
-                return already_complete(out, completed, start)
-            bank = self.place_bank(out)
-        finally:
-            self.cleanup()
-            remove_scratch(out)
-        place = Place(ds, out.resolve(), bank)
-        copies = run_copies(copy_jobs(ds, sources.result), place, opts, self.copies_originals())
-        rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
-        return finish(out, ds, sources, rows, record, self.extra_info(), start, how, opts.n_jobs)
 
     #: the stage's parameters (a dataclass of :mod:`sirst_synth.plan.params`)
     params: Any
+    #: the output's scratch folder (:func:`~sirst_synth.store.layout.scratch_dir`), set by :meth:`build_in`:
+    #: where :meth:`prepare` may write (:meth:`make_scratch`) before the output is started, kept when
+    #: ``--force`` clears the output, and removed (with what a killed run left there) by every run
+    scratch: Path | None = None
+    #: the output being written, set by :meth:`build_in` (stages that write unit by unit hand it each unit)
+    output: Output = FolderOutput(Path("."))
 
-    def finished_unchanged(self, ds: Dataset, out: Path, completed: dict[str, Any] | None) -> bool:
-        """``--resume`` on a finished output (``completed``: its record kept elsewhere, else ``out``'s
-        ``sirst-synth.json``): True when it is this run's, so there is nothing to do, without
-        checking the source image by image. Checked: the command and every parameter (refused at
-        once when one differs), then the source fingerprint, computed from the split lists and the
-        SHA-256 of every listed file (read, not decoded). False (the whole source is then checked
-        as for any run, and a difference refused as before) when the build left ids out
-        (``--skip-invalid``: only the full check knows which), or a list, id or file is unusable, or
-        the fingerprint differs."""
-        done = completed if completed is not None else completed_run(out)
-        if done is None:
-            return False
-        recorded = done.get("source")
-        source: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-        before = {"command": done.get("command"), "parameters": done.get("parameters", {}),
-                  "fingerprint": source.get("fingerprint")}
-        now = {"command": self.name, "parameters": {"split": ds.split, **self.record_params()},
-               "fingerprint": before["fingerprint"]}
-        check_same_run(out, before, now, where="its sirst-synth.json")
-        if source.get("skipped_invalid") or not before["fingerprint"]:
-            return False
-        if checked_split_fingerprint(ds) != before["fingerprint"]:
-            return False
-        self.started(out, RunMode.COMPLETE)
-        return True
+    def run(self, ds: Dataset, out: Path | Output, opts: RunOptions) -> StageResult:
+        """Write ``out``: a dataset folder, or any :class:`~sirst_synth.run.output.Output`."""
+        self.params.validate()
+        ds = dataclasses.replace(ds, root=ds.root.resolve())  # workers elsewhere (a cluster) reach it by path
+        output = out if isinstance(out, Output) else FolderOutput(out)
+        return output.run(self, ds, opts)
+
+    def build_in(self, ds: Dataset, folder: Path, opts: RunOptions, output: Output,
+                 finished: dict[str, Any] | None = None) -> StageResult:
+        """Build (or resume) the dataset in ``folder`` for ``output``; ``finished``: the record of a
+        finished output kept elsewhere (an HDF5 file), for ``--resume``. Holds the folder's lock
+        (:mod:`sirst_synth.run.lock`) from before the source is read to the end."""
+        start = time.perf_counter()
+        self.output = output
+        check_unlocked_output(folder, ds.root, opts)
+        with locked_folder(folder):
+            self.scratch = scratch_dir(folder)
+            try:
+                started = self._start(ds, folder, opts, finished)
+            finally:
+                self.cleanup()
+                remove_scratch(folder)
+            if started is None:
+                return already_complete(output.named, finished or finished_record(folder), start)
+            sources, run, mode, bank = started
+            place = Place(ds, folder.resolve(), bank, output.sink)
+            copies = run_copies(copy_jobs(ds, sources.result), place, opts)
+            rows = chain(self.train_rows(sources, place, copies, opts), copied(copies, "test"))
+            return finish(folder, output.named, ds, sources, rows, run, self.extra_info(), start, mode, opts.n_jobs)
+
+    def _start(self, ds: Dataset, folder: Path, opts: RunOptions, finished: dict[str, Any] | None,
+               ) -> tuple[Sources, RunRecord, RunMode, str | None] | None:
+        """Check the space, the source and the plan, then start the folder; None when the output is
+        complete (answered at once, without the source scan, when nothing changed)."""
+        output = self.output
+        # a folder whose originals are stored from the scan (build --format h5's staging folder, its
+        # file lost) is answered only by the source scan, which stores them: no shortcut there
+        if opts.resume and (finished is not None or not output.sink.stores_originals):
+            now = RunRecord(self.name, {"split": ds.split, **self.record_params()})
+            if finished_unchanged(ds, folder, now, finished, output.named):
+                output.started(folder, RunMode.COMPLETE)
+                return None
+        remove_scratch(folder)  # what a run killed while checking its source left
+        need = self._check_space(ds, folder)
+        sources = self.prepare(ds, opts)
+        flat_names(sorted(sources.ids()))  # two ids with one flat name: refused before writing
+        check_space(folder, need, f"this {self.name}", output.named)  # again: the scan's files take room now
+        run = RunRecord(self.name, {"split": ds.split, **self.record_params()}, sources.result.fingerprint())
+        # the folder was checked before its lock was taken (check_unlocked_output); start_folder checks
+        # it again under the lock, where nothing else can change it
+        mode = start_folder(folder, ds.root, ds.split, run, opts.force, opts.resume, finished, self.scratch,
+                            output.named)
+        output.started(folder, mode)
+        return None if mode is RunMode.COMPLETE else (sources, run, mode, self.place_bank(folder))
 
     def make_scratch(self) -> Path:
         """Create :attr:`scratch` (for :meth:`prepare`) and return it."""
@@ -188,18 +159,19 @@ class DatasetStage(Stage):
     def space_needed(self, sizes: SourceSizes) -> int:
         """Bytes the run writes in its output, estimated from the source's file sizes (each copy
         as its file, each generated image as a mean train image with its mask)."""
-        copies = sizes.total if self.copies_originals() else 0
-        return copies + self.planned_images(sizes.ids.get("train", 0)) * sizes.train_pair
+        generated = self.planned_images(sizes.ids.get("train", 0)) * sizes.train_pair
+        return self.output.space_needed(sizes.total, generated)
 
     def planned_images(self, train: int) -> int:
         """How many images the stage generates from ``train`` train images (0 when the plan needs the source)."""
         return 0
 
-    def _check_space(self, ds: Dataset, out: Path, opts: RunOptions) -> int:
+    def _check_space(self, ds: Dataset, folder: Path) -> int:
         """Refuse to start without the space :meth:`space_needed` estimates (less what an earlier run
         wrote that this one keeps or replaces); return the bytes needed."""
-        need = max(self.space_needed(source_sizes(ds)) - used_by([out / f for f in (*PIXEL_FOLDERS, PACKED_DIR)]), 0)
-        check_space(out, need, f"this {self.name}", self.named_out)
+        kept = used_by([folder / f for f in (*PIXEL_FOLDERS, UNITS_DIR)])
+        need = max(self.space_needed(source_sizes(ds)) - kept, 0)
+        check_space(folder, need, f"this {self.name}", self.output.named)
         return need
 
     @abstractmethod
@@ -216,15 +188,7 @@ class DatasetStage(Stage):
         return None
 
     def cleanup(self) -> None:
-        """Release what :meth:`prepare` holds (its :attr:`scratch` folder is removed by :meth:`run`)."""
-
-    def started(self, out: Path, how: RunMode) -> None:
-        """Check (or mark) what the stage needs of the output it starts, resumes or finds complete."""
-
-    def copies_originals(self) -> bool:
-        """Whether the source images are copied into the output folder (else only their rows are
-        recorded: an output that keeps them elsewhere)."""
-        return True
+        """Release what :meth:`prepare` holds (its :attr:`scratch` folder is removed by :meth:`build_in`)."""
 
     @abstractmethod
     def train_rows(self, sources: Sources, place: Place, copies: Journal, opts: RunOptions) -> Iterable[Row]:
@@ -262,13 +226,11 @@ def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
     return jobs
 
 
-def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions, files: bool = True) -> Journal:
-    """Copy every source id (recorded in the ``copies`` journal); return the journal. ``files=False``
-    records the rows only (:func:`~sirst_synth.run.jobs.recorded_copy`, in this process)."""
+def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> Journal:
+    """Copy every source id through the output's sink (recorded in the ``copies`` journal); return the journal."""
     journal = Journal(state_dir(place.out) / "copies.jsonl")
-    keys = [f"{job.row['split']}/{job.id}" for job in jobs]
-    fn, n_jobs = (run_copy, opts.n_jobs) if files else (recorded_copy, 1)
-    for _ in run_recorded(fn, jobs, keys, journal, n_jobs, "copying", opts.progress, place):
+    for _ in run_recorded(run_job, jobs, [job.key for job in jobs], journal, opts.n_jobs, "copying", opts.progress,
+                          place):
         pass
     journal.close()
     return journal
@@ -294,23 +256,21 @@ def source_info(ds: Dataset, sources: Sources) -> dict[str, Any]:
     }
 
 
-def already_complete(out: Path, info: dict[str, Any] | None = None, start: float | None = None) -> dict[str, Any]:
-    """The summary of a run that found its output finished (``start``: when it began, for its seconds)."""
-    info = info or completed_run(out) or {}
-    seconds = round(time.perf_counter() - start, 3) if start is not None else 0.0
-    return {"out": str(out), **info.get("counts", {}), "skipped": len(info.get("source", {}).get("skipped_invalid", [])),
-            "seconds": seconds, "resumed": RunMode.COMPLETE.value}
+def already_complete(out: Path, record: dict[str, Any] | None, start: float) -> StageResult:
+    """The result of a run that found its output finished (``record``: its ``sirst-synth.json``)."""
+    record = record or {}
+    skipped = len((record.get("source") or {}).get("skipped_invalid") or [])
+    return StageResult.of(out, record.get("counts", {}), skipped, time.perf_counter() - start, RunMode.COMPLETE)
 
 
-def finish(out: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], record: dict[str, Any],
-           extra: dict[str, Any], start: float, how: RunMode, n_jobs: int = 1) -> dict[str, Any]:
+def finish(folder: Path, named: Path, ds: Dataset, sources: Sources, rows: Iterable[Row], run: RunRecord,
+           extra: dict[str, Any], start: float, mode: RunMode, n_jobs: int = 1) -> StageResult:
     """Write the closing files (``sirst-synth.json`` holds nothing that differs between identical
     runs), then append this run's mode and seconds to the run log."""
-    info = {"command": record["command"], "parameters": record["parameters"], **extra,
-            "source": source_info(ds, sources)}
-    counts = finish_output(out, ds.split, rows, info, lambda train: train_norm(out, train, n_jobs))
+    info = {"command": run.command, "parameters": run.parameters, **extra, "source": source_info(ds, sources)}
+    counts = finish_output(folder, ds.split, rows, info, lambda train: train_norm(folder, train, n_jobs))
     seconds = round(time.perf_counter() - start, 3)
-    append_run(out, {"command": record["command"], "mode": how.value, "seconds": seconds,
-                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
-                     "argv": command_line()})
-    return {"out": str(out), **counts, "skipped": len(sources.skipped), "seconds": seconds, "resumed": how.value}
+    append_run(folder, {"command": run.command, "mode": mode.value, "seconds": seconds,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
+                        "argv": command_line()})
+    return StageResult.of(named, counts, len(sources.skipped), seconds, mode)

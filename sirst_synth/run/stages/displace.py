@@ -12,7 +12,8 @@ from sirst_synth.plan.ids import check_new_ids, displaced_id
 from sirst_synth.plan.params import DisplaceParams
 from sirst_synth.run.jobs import NoiseDraw, Place, run_job, write_displaced
 from sirst_synth.run.journal import Journal, run_recorded
-from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, chain, copied, scan_sources
+from sirst_synth.run.options import RunOptions
+from sirst_synth.run.stages.base import DatasetStage, Sources, chain, copied, scan_sources
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.layout import flat_name, state_dir
 from sirst_synth.store.manifest import Row, new_row
@@ -48,8 +49,11 @@ class DisplaceJob:
         return self.out_id
 
     def run(self, place: Place) -> list[Row]:
-        return [write_displaced(place, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
-                                self.channels).row]
+        unit = place.sink.unit(place.out, self.out_id)
+        base = write_displaced(place, unit, self.input_id, self.out_id, self.row, self.noise, self.alpha, self.fit,
+                               self.channels)
+        unit.close()
+        return [base.row]
 
 
 @dataclass

@@ -12,9 +12,10 @@ from sirst_synth.plan.ids import check_new_ids, negative_ids
 from sirst_synth.plan.params import NegaugParams
 from sirst_synth.run.jobs import Place, encoded, run_job, write_negatives
 from sirst_synth.run.journal import Journal, run_recorded
+from sirst_synth.run.options import RunOptions
 from sirst_synth.run.scan import SourceRecord
 from sirst_synth.run.sources import source_pixels
-from sirst_synth.run.stages.base import DatasetStage, RunOptions, Sources, copied, scan_sources
+from sirst_synth.run.stages.base import DatasetStage, Sources, copied, scan_sources
 from sirst_synth.run.stages.displace import inherited
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
@@ -50,8 +51,11 @@ class NegateJob:
         source = source_pixels(place.src, self.input_id)
         image = imageio.gray_u8(source.gray)  # a colour source's gray, rounded
         row = {**self.row, "group": self.out_id, "channels": str(self.channels), SUMS: gray_sums(image)}
-        return write_negatives(place, encoded(image, source.mask, source.targets, row, self.channels), self.s,
+        unit = place.sink.unit(place.out, self.out_id)
+        rows = write_negatives(unit, encoded(image, source.mask, source.targets, row, self.channels), self.s,
                                self.channels)
+        unit.close()
+        return rows
 
 
 @dataclass

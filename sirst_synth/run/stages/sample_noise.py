@@ -3,33 +3,30 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sirst_synth.errors import PlanError
 from sirst_synth.plan.params import NoiseParams
+from sirst_synth.run.folder import check_output_file, make_folder
 from sirst_synth.run.lock import check_not_running, locked_beside
-from sirst_synth.run.output import check_output_file, make_folder
-from sirst_synth.run.pack import Packed
+from sirst_synth.run.options import RunOptions
+from sirst_synth.run.output import Output
 from sirst_synth.run.scan import check_grid, scan
-from sirst_synth.run.stages.base import RunOptions, Sources, Stage, check_sources
+from sirst_synth.run.stages.base import Sources, Stage, check_sources
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.noisebank import NoiseBankWriter, RawBankWriter
+from sirst_synth.store.noisebank import NoiseBankWriter
 
 
-def check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs: dict[str, Any],
-                     noise: NoiseParams, opts: RunOptions,
-                     on_packed: Callable[[Packed], None] | None = None,
-                     raw: bool = False) -> tuple[Sources, NoiseBankWriter]:
-    """Check every id of ``parts`` and sample the train images' noise into a bank at ``bank_path``,
-    which appears only when the sources, the grid and the bank pass their checks (``on_packed``:
-    see :func:`~sirst_synth.run.scan.scan`; ``raw``: a build's own bank, not HDF5, see
-    :class:`~sirst_synth.store.noisebank.RawBankWriter`)."""
-    writer = (RawBankWriter if raw else NoiseBankWriter)(bank_path, {**noise.record(), **attrs})
+def check_and_sample(ds: Dataset, parts: tuple[str, ...], writer: NoiseBankWriter, noise: NoiseParams,
+                     opts: RunOptions, output: Output | None = None) -> Sources:
+    """Check every id of ``parts`` and sample the train images' noise into ``writer`` (an HDF5 bank,
+    or a build's own :class:`~sirst_synth.store.noisebank.RawBankWriter`), whose file appears only
+    when the sources, the grid and the bank pass their checks; ``output``: the output that stores
+    the originals as the scan decodes them (see :func:`~sirst_synth.run.scan.scan`)."""
     try:
-        sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer, on_packed), opts)
+        sources = check_sources(scan(ds, parts, opts.n_jobs, opts.progress, noise, writer, output), opts)
         problem = check_grid(sources.train, noise.grid)
         if problem:
             raise PlanError(problem)
@@ -43,7 +40,20 @@ def check_and_sample(ds: Dataset, parts: tuple[str, ...], bank_path: Path, attrs
     except BaseException:
         writer.abort()
         raise
-    return sources, writer
+    return sources
+
+
+@dataclass(frozen=True)
+class NoiseResult:
+    """What ``sample-noise`` wrote: the bank, its patches, the train images read and those that gave
+    patches, the ids ``--skip-invalid`` left out, and the seconds it took."""
+
+    out: Path
+    patches: int
+    images: int
+    images_with_patches: int
+    skipped: int
+    seconds: float
 
 
 @dataclass
@@ -53,7 +63,7 @@ class SampleNoise(Stage):
     name: ClassVar[str] = "sample-noise"
     params: NoiseParams
 
-    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> dict[str, Any]:
+    def run(self, ds: Dataset, out: Path, opts: RunOptions) -> NoiseResult:
         start = time.perf_counter()
         self.params.validate()
         check_not_running(out)
@@ -64,10 +74,11 @@ class SampleNoise(Stage):
         make_folder(out.parent)
         try:
             with locked_beside(out):
-                sources, writer = check_and_sample(ds, ("train",), out, attrs, self.params, opts)
+                writer = NoiseBankWriter(out, {**self.params.record(), **attrs})
+                sources = check_and_sample(ds, ("train",), writer, self.params, opts)
         except BaseException:
             if new_folder is not None:
                 shutil.rmtree(new_folder, ignore_errors=True)  # created above, and left empty by the writer
             raise
-        return {"patches": len(writer), "images": writer.images, "images_with_patches": writer.images_with_patches,
-                "skipped": len(sources.skipped), "seconds": time.perf_counter() - start}
+        return NoiseResult(out, len(writer), writer.images, writer.images_with_patches, len(sources.skipped),
+                           time.perf_counter() - start)

@@ -19,9 +19,11 @@ from click.testing import CliRunner
 from sirst_synth.errors import DatasetError
 from sirst_synth.run import pack
 from sirst_synth.run.pack import pack_dataset
-from sirst_synth.store import h5dataset
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.h5dataset import H5Dataset
+from sirst_synth.store.h5 import format as h5format
+from sirst_synth.store.h5 import writer as h5writer
+from sirst_synth.store.h5.reader import H5Dataset
+from sirst_synth.store.h5.stored import ImageFiles, stored_files
 from sirst_synth.store.manifest import COLUMNS
 from sirst_synth.store.reader import open_dataset
 
@@ -106,17 +108,17 @@ def test_rgb_images_keep_their_three_channels(build: Path, tmp_path: Path) -> No
     assert np.array_equal(h5.read_gray(ids[5]), ds.read_gray(ids[5]))
     with h5py.File(tmp_path / "rgb.h5") as f:  # gray is stored as one channel, whatever the PNG held
         layout = dict(zip(f["ids"].asstr()[()].tolist(), f["image_layout"][()].tolist()))
-        assert f["images"][ids[0]].shape == (256, 3 * 256 + 1) and layout[ids[0]] == h5dataset.RGB
-        assert f["images"][ids[5]].shape == (256, 257) and layout[ids[5]] == h5dataset.GRAY_AS_RGB
-        assert f["images"][ids[10]].shape == (256, 257) and layout[ids[10]] == h5dataset.GRAY
+        assert f["images"][ids[0]].shape == (256, 3 * 256 + 1) and layout[ids[0]] == h5format.RGB
+        assert f["images"][ids[5]].shape == (256, 257) and layout[ids[5]] == h5format.GRAY_AS_RGB
+        assert f["images"][ids[10]].shape == (256, 257) and layout[ids[10]] == h5format.GRAY
 
 
 def test_another_format_version_is_one_clear_line(packed: Path, tmp_path: Path) -> None:
     other = tmp_path / "v9.h5"
     shutil.copy(packed, other)
     with h5py.File(other, "r+") as f:
-        f.attrs["format_version"] = h5dataset.FORMAT_VERSION + 1
-    with pytest.raises(DatasetError, match=f"format version {h5dataset.FORMAT_VERSION + 1}; this sirst-synth reads"):
+        f.attrs["format_version"] = h5format.FORMAT_VERSION + 1
+    with pytest.raises(DatasetError, match=f"format version {h5format.FORMAT_VERSION + 1}; this sirst-synth reads"):
         open_dataset(other)
 
 
@@ -128,30 +130,30 @@ def test_the_builds_own_pngs_are_stored_without_decoding_and_others_are_refilter
     mask = np.zeros((6, 9), np.uint8)
     mask[2, 3] = 255
     ours, other = imageio.encode_image(gray), imageio.encode_png(gray, (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB))
-    assert h5dataset.png_scanlines(ours, h5dataset.UP)[:2] == (6, 9)
-    assert h5dataset.png_scanlines(imageio.encode_mask(mask), h5dataset.NONE)[:2] == (6, 9)
+    assert h5format.png_scanlines(ours, h5format.UP)[:2] == (6, 9)
+    assert h5format.png_scanlines(imageio.encode_mask(mask), h5format.NONE)[:2] == (6, 9)
     for not_taken in (other, imageio.encode_image(gray, 3), imageio.encode_mask(mask), ours[:-30], b"not a png"):
-        assert h5dataset.png_scanlines(not_taken, h5dataset.UP) is None
+        assert h5format.png_scanlines(not_taken, h5format.UP) is None
     for data in (ours, other):  # either way the stored scanlines undo to the pixels
         (tmp_path / "i.png").write_bytes(data)
         (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask))
-        packed = pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+        packed = stored_files(ImageFiles("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
         lines = np.frombuffer(zlib.decompress(packed.image_chunk), np.uint8).reshape(packed.image_shape)
-        assert (lines[:, 0] == 2).all() and np.array_equal(h5dataset.up_unfilter(lines[:, 1:].copy()), gray)
+        assert (lines[:, 0] == 2).all() and np.array_equal(h5format.up_unfilter(lines[:, 1:].copy()), gray)
     (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask[:5]))
     with pytest.raises(DatasetError, match="differs from its image"):
-        pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+        stored_files(ImageFiles("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
 
 
 def test_up_filter_round_trips_any_size_and_layout() -> None:
     rng = np.random.default_rng(3)
     for shape in ((1, 1), (1, 7), (9, 1), (256, 256), (5, 6, 3), (300, 301)):
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
-        stored = h5dataset.up_filter(pixels)
+        stored = h5format.up_filter(pixels)
         assert np.array_equal(stored, np.diff(pixels, axis=0, prepend=np.zeros_like(pixels[:1])).astype(np.uint8))
-        assert np.array_equal(h5dataset.up_unfilter(stored), pixels)
+        assert np.array_equal(h5format.up_unfilter(stored), pixels)
     big = rng.integers(0, 256, (3000, 3000), dtype=np.uint8)  # sums past 2**31: the 64-bit path
-    assert np.array_equal(h5dataset.up_unfilter(h5dataset.up_filter(big)), big)
+    assert np.array_equal(h5format.up_unfilter(h5format.up_filter(big)), big)
 
 
 def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
@@ -168,7 +170,7 @@ def test_ids_splits_manifest_and_info(build: Path, packed: Path) -> None:
 
 def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
     with h5py.File(packed, "r") as f:
-        assert f.attrs["format"] == h5dataset.FORMAT and f.attrs["format_version"] == 2
+        assert f.attrs["format"] == h5format.FORMAT and f.attrs["format_version"] == 2
         assert f.attrs["split"] == SPLIT
         assert f.attrs["info"] == (build / "sirst-synth.json").read_text()
         ids = f["ids"].asstr()[()].tolist()
@@ -186,7 +188,7 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
         # images: PNG scanlines, filter byte 2 (Up) then the Up-filtered row; masks: filter byte 0, the row
         png = Dataset(build, SPLIT)
         layout = dict(zip(ids, f["image_layout"][()].tolist()))
-        assert f["image_layout"].dtype == np.uint8 and set(layout.values()) == {h5dataset.GRAY}  # demo data: gray
+        assert f["image_layout"].dtype == np.uint8 and set(layout.values()) == {h5format.GRAY}  # demo data: gray
         for id_ in ids[:: max(1, len(ids) // 25)]:
             stored, pixels = f["images"][id_][()], png.read_image(id_)
             assert stored.shape == (pixels.shape[0], pixels.shape[1] + 1) and (stored[:, 0] == 2).all()
@@ -266,7 +268,7 @@ def test_an_interrupted_pack_keeps_the_old_file(build: Path, packed: Path, tmp_p
     out = tmp_path / "out.h5"
     out.write_bytes(b"previous")
     calls = []
-    real = pack._write_pixels
+    real = h5writer._write_pixels
 
     def interrupt(*args):
         calls.append(1)
@@ -274,7 +276,7 @@ def test_an_interrupted_pack_keeps_the_old_file(build: Path, packed: Path, tmp_p
             raise KeyboardInterrupt
         real(*args)
 
-    monkeypatch.setattr(pack, "_write_pixels", interrupt)
+    monkeypatch.setattr(h5writer, "_write_pixels", interrupt)
     with pytest.raises(KeyboardInterrupt):
         pack_dataset(build, out, SPLIT)
     assert out.read_bytes() == b"previous"
@@ -374,46 +376,46 @@ def test_generated_pngs_are_trusted_only_with_their_manifest_hash(tmp_path: Path
     mask = np.zeros((20, 7), np.uint8)
     lines = np.empty((20, 8), np.uint8)
     lines[:, 0], lines[:, 1:] = 0, gray
-    lines[0, 0] = h5dataset.UP  # the first row claims Up (row 0 is the same either way), the rest use none
-    mixed = pngbands.BandedPNG(7, 20, pngbands.GRAY, h5dataset.UP, 20, lines, (pngbands._deflate(lines),)).png()
+    lines[0, 0] = h5format.UP  # the first row claims Up (row 0 is the same either way), the rest use none
+    mixed = pngbands.BandedPNG(7, 20, pngbands.GRAY, h5format.UP, 20, lines, (pngbands._deflate(lines),)).png()
     assert np.array_equal(imageio.decode_image(mixed), gray)
-    assert h5dataset.png_scanlines(mixed, h5dataset.UP) is None
-    assert h5dataset.png_scanlines(mixed, h5dataset.UP, every_row=False) is not None
+    assert h5format.png_scanlines(mixed, h5format.UP) is None
+    assert h5format.png_scanlines(mixed, h5format.UP, every_row=False) is not None
     (tmp_path / "i.png").write_bytes(mixed)
     (tmp_path / "m.png").write_bytes(imageio.encode_mask(mask))
-    packed = pack._pack_one(pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
+    packed = stored_files(ImageFiles("x", tmp_path / "i.png", tmp_path / "m.png", "", ""))
     stored = np.frombuffer(zlib.decompress(packed.image_chunk), np.uint8).reshape(packed.image_shape)
-    assert np.array_equal(h5dataset.up_unfilter(stored[:, 1:].copy()), gray)
+    assert np.array_equal(h5format.up_unfilter(stored[:, 1:].copy()), gray)
     ours = imageio.encode_image(gray)
     (tmp_path / "i.png").write_bytes(ours)
-    job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours),
+    job = ImageFiles("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours),
                         imageio.sha256(imageio.encode_mask(mask)), generated=True)
-    assert pack._pack_one(job).image_chunk == h5dataset.png_scanlines(ours, h5dataset.UP)[2]
+    assert stored_files(job).image_chunk == h5format.png_scanlines(ours, h5format.UP)[2]
     # a mask whose rows mix filters (first row unfiltered, the rest Up): a generated image's mask is
     # checked row by row, and stored as its pixels
     target = np.zeros((20, 7), np.uint8)
     target[5:9, 2:4] = 255
     mask_lines = np.empty((20, 8), np.uint8)
-    mask_lines[:, 0], mask_lines[0, 1:] = h5dataset.UP, target[0]
-    mask_lines[0, 0] = h5dataset.NONE
+    mask_lines[:, 0], mask_lines[0, 1:] = h5format.UP, target[0]
+    mask_lines[0, 0] = h5format.NONE
     mask_lines[1:, 1:] = target[1:] - target[:-1]
     old_mask = pngbands.BandedPNG(7, 20, pngbands.GRAY, 0, 20, mask_lines, (pngbands._deflate(mask_lines),)).png()
     assert np.array_equal(imageio.decode_image(old_mask), target)
     (tmp_path / "m.png").write_bytes(old_mask)
-    job = pack._PackJob("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours), imageio.sha256(old_mask),
+    job = ImageFiles("x", tmp_path / "i.png", tmp_path / "m.png", imageio.sha256(ours), imageio.sha256(old_mask),
                         generated=True)
-    packed = pack._pack_one(job)
+    packed = stored_files(job)
     assert np.array_equal(np.frombuffer(zlib.decompress(packed.mask_chunk), np.uint8).reshape(packed.mask_shape)[:, 1:],
                           target)
     (tmp_path / "i.png").write_bytes(mixed)  # changed after the build: refused, never trusted
     with pytest.raises(DatasetError, match="SHA-256 differs"):
-        pack._pack_one(job)
+        stored_files(job)
 
 
 def test_pack_order_spreads_the_decoding_jobs_and_keeps_each_kinds_order() -> None:
-    jobs = [pack._PackJob(f"o{i}", Path("i"), Path("m"), "", "") for i in range(3)]
-    jobs += [pack._PackJob(f"g{i}", Path("i"), Path("m"), "", "", generated=True) for i in range(9)]
-    jobs += [pack._PackJob("t0", Path("i"), Path("m"), "", "")]
+    jobs = [ImageFiles(f"o{i}", Path("i"), Path("m"), "", "") for i in range(3)]
+    jobs += [ImageFiles(f"g{i}", Path("i"), Path("m"), "", "", generated=True) for i in range(9)]
+    jobs += [ImageFiles("t0", Path("i"), Path("m"), "", "")]
     order = pack._interleaved(jobs)
-    assert sorted(order) == list(range(len(jobs)))
-    assert [jobs[i].id for i in order] == ["o0", "g0", "g1", "o1", "g2", "g3", "o2", "g4", "g5", "t0", "g6", "g7", "g8"]
+    assert sorted(order, key=jobs.index) == jobs
+    assert [job.id for job in order] == ["o0", "g0", "g1", "o1", "g2", "g3", "o2", "g4", "g5", "t0", "g6", "g7", "g8"]

@@ -1,16 +1,16 @@
-"""sirst_synth.run.packfile: a build unit's images as stored chunks, in one staging file."""
+"""sirst_synth.store.h5.units: a build unit's images as stored chunks, in one staging file."""
 from __future__ import annotations
 
 import pytest
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.run.pack import Packed
-from sirst_synth.run.packfile import read_unit, unit_path, write_unit
+from sirst_synth.store.h5.stored import StoredImage
+from sirst_synth.store.h5.units import read_unit, unit_path, write_unit
 
 
-def packs() -> list[Packed]:
-    return [Packed("a_r0", (4, 6), b"\x78\x01image", (4, 6), b"mask", 0),
-            Packed("a_r0_t1_k1", (4, 6), b"\x78\x01negative", (4, 6), b"", 1)]
+def stored() -> list[StoredImage]:
+    return [StoredImage("a_r0", (4, 6), b"\x78\x01image", (4, 6), b"mask", 0),
+            StoredImage("a_r0_t1_k1", (4, 6), b"\x78\x01negative", (4, 6), b"", 1)]
 
 
 def rows() -> list[dict[str, str]]:
@@ -19,9 +19,9 @@ def rows() -> list[dict[str, str]]:
 
 
 def test_a_unit_file_reads_back_the_images_of_the_rows_asked(tmp_path):
-    write_unit(tmp_path, "a_r0", packs(), rows())
-    assert read_unit(tmp_path, "a_r0", rows()) == packs()
-    assert read_unit(tmp_path, "a_r0", rows()[:1]) == packs()[:1]  # the count plan keeps a unit's first images
+    write_unit(tmp_path, "a_r0", stored(), rows())
+    assert read_unit(tmp_path, "a_r0", rows()) == stored()
+    assert read_unit(tmp_path, "a_r0", rows()[:1]) == stored()[:1]  # the count plan keeps a unit's first images
     assert [p.name for p in unit_path(tmp_path, "a_r0").parent.iterdir()] == ["a_r0.bin"]  # no temporary left
 
 
@@ -33,7 +33,7 @@ def test_a_unit_file_reads_back_the_images_of_the_rows_asked(tmp_path):
     (lambda b: b[:-3] + bytes([b[-3] ^ 1]) + b[-2:], "the chunks of 'a_r0_t1_k1' fail their CRC-32"),
 ])
 def test_a_damaged_or_missing_unit_file_is_one_clear_error(tmp_path, damage, why):
-    write_unit(tmp_path, "a_r0", packs(), rows())
+    write_unit(tmp_path, "a_r0", stored(), rows())
     path = unit_path(tmp_path, "a_r0")
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(DatasetError, match=r"a_r0\.bin: damaged unit file \(.*use --force") as err:
@@ -46,7 +46,7 @@ def test_a_damaged_or_missing_unit_file_is_one_clear_error(tmp_path, damage, why
 
 def test_a_unit_file_of_another_run_is_refused(tmp_path):
     """Rows whose hashes differ from those the file was written with (a file of another run)."""
-    write_unit(tmp_path, "a_r0", packs(), rows())
+    write_unit(tmp_path, "a_r0", stored(), rows())
     other = [{**rows()[0], "sha256_image": "9" * 64}]
     with pytest.raises(DatasetError, match=r"a_r0\.bin: does not hold image 'a_r0' as the build recorded it"):
         read_unit(tmp_path, "a_r0", other)
