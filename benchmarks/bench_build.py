@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sirst_synth.method.gray import rounded_gray
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = REPO.parent / "shared" / "datasets" / "NUDT-SIRST"
 DEFAULT_TOTAL = 5562
@@ -260,7 +262,7 @@ def _io_floor_task(src: str, ids: list[str], n_images: int, n_masks: int) -> tup
     from sirst_synth.store import imageio
 
     root = Path(src)
-    images = [imageio.gray_u8(imageio.read_image(root / "images" / f"{i}.png")) for i in ids]
+    images = [rounded_gray(imageio.read_image(root / "images" / f"{i}.png")) for i in ids]
     masks = [imageio.read_mask(root / "masks" / f"{i}.png") for i in ids]
     size = 0
     for j in range(n_images):
@@ -401,7 +403,7 @@ def displaced_samples(spec: str, n: int) -> tuple[str, list, list, float]:
         except imageio.ImageError:
             continue
         if image.shape[:2] == mask.shape:
-            ids.append((id_, imageio.gray_u8(image), mask))
+            ids.append((id_, rounded_gray(image), mask))
         if len(ids) == n + 1:
             break
     images, masks = [], []

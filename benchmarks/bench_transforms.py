@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sirst_synth.store.imageio import gray_u8  # noqa: E402
+from sirst_synth.method.gray import rounded_gray  # noqa: E402
 from sirst_synth.store.reader import open_dataset  # noqa: E402
 from sirst_synth.train.config import TrainConfig  # noqa: E402
 from sirst_synth.train.data import DeviceData, Schedule, batch_schedule, group_members  # noqa: E402
@@ -76,7 +76,7 @@ def transforms_per_image(nudt: Path, bank: Bank, n: int, passes: int) -> dict[st
     ds = open_dataset(nudt)
     ids = ds.ids("train")[:n]
     stored = [(i, ds.read_image(i), ds.read_mask(i)) for i in ids]
-    layouts = {"stored (R = G = B)": stored, "gray": [(i, gray_u8(im), m) for i, im, m in stored]}
+    layouts = {"stored (R = G = B)": stored, "gray": [(i, rounded_gray(im), m) for i, im, m in stored]}
     displace, rotate = NoiseDisplace(bank), TargetRotate()
     out: dict[str, Any] = {"images": len(ids), "shape": list(stored[0][1].shape), "passes": passes}
     for name, samples in layouts.items():

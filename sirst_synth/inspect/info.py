@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from sirst_synth.errors import SirstSynthError
+from sirst_synth.method.gray import float_gray
 from sirst_synth.method.targets import find_targets
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
-from sirst_synth.store.imageio import to_gray
 from sirst_synth.store.layout import PARTS
 from sirst_synth.store.reader import DatasetReader
 from sirst_synth.store.record import read_runs
@@ -51,7 +51,7 @@ def image_facts(ids: Sequence[str], ds) -> tuple[list[Facts], list[tuple[str, st
         if mask.shape != (h, w):
             problems.append((id_, f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {w}x{h} (width x height)"))
             continue
-        facts.append((id_, h, w, channel_mode(image), [t.area for t in find_targets(mask)], gray_sums(to_gray(image))))
+        facts.append((id_, h, w, channel_mode(image), [t.area for t in find_targets(mask)], gray_sums(float_gray(image))))
     return facts, problems
 
 

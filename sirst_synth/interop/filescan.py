@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import click
 
+from sirst_synth.method.gray import method_gray
 from sirst_synth.store import imageio
 from sirst_synth.store.fingerprint import ImageSums, gray_stats, norm_from_sums, per_image_from
 
@@ -51,9 +52,9 @@ class ImageStats:
 
 
 def image_stats(path: str) -> ImageStats:
-    """Decode one image and measure its gray (:func:`~sirst_synth.store.imageio.method_gray`,
+    """Decode one image and measure its gray (:func:`~sirst_synth.store.method_gray`,
     :func:`~sirst_synth.store.fingerprint.gray_stats`)."""
-    return ImageStats(*gray_stats(imageio.method_gray(imageio.read_image(path))))
+    return ImageStats(*gray_stats(method_gray(imageio.read_image(path))))
 
 
 def mask_verdict(data: bytes) -> tuple[bool, bool]:

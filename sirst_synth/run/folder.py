@@ -218,7 +218,8 @@ def finish_output(out: Path, split: str, rows: Iterable[Row], info: dict,
 
 
 def _image_sums(ids: list[str], root: str) -> list[ImageSums]:
-    from sirst_synth.store.imageio import method_gray, read_image
+    from sirst_synth.method.gray import method_gray
+    from sirst_synth.store.imageio import read_image
 
     return [gray_sums(method_gray(read_image(Path(root) / image_name(id_)))) for id_ in ids]
 

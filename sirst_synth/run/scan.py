@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sirst_synth.method.gray import method_gray
 from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.params import NoiseParams
@@ -116,8 +117,8 @@ def _scan_one(job: _ScanJob, ds: Dataset, noise: NoiseParams, sink: ImageSink) -
         job.id, job.part, h, w, channels, len(targets),
         imageio.sha256(image_bytes), imageio.sha256(mask_bytes), odd,
     )
-    # uint8, or float32 for a colour image: as imageio.to_gray, unrounded
-    gray = imageio.method_gray(image) if image is not None and (job.part == "train" or sink.stores_originals) else None
+    # uint8, or float32 for a colour image: as float_gray, unrounded
+    gray = method_gray(image) if image is not None and (job.part == "train" or sink.stores_originals) else None
     stored = sink.original(flat_name(job.id), image, mask, gray) if image is not None else None
     if job.part != "train":
         return record, None, [], [], stored

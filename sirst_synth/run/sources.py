@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sirst_synth.method.gray import method_gray
 from sirst_synth.method.targets import Target, find_targets
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
@@ -33,7 +34,7 @@ class Source:
 
 
 class SourceCache:
-    """Decoded train images (:func:`imageio.method_gray`), masks and the masks' targets by file,
+    """Decoded train images (:func:`method_gray`), masks and the masks' targets by file,
     least recently used dropped first once ``limit`` bytes are held. A mask is kept as its
     non-zero pixels (a few hundred bytes for an infrared target mask) unless that is larger."""
 
@@ -102,13 +103,13 @@ SOURCES = SourceCache()
 
 
 def keep_source(ds: Dataset, id_: str, gray: np.ndarray, mask: np.ndarray, targets: list[Target]) -> None:
-    """Keep a train image just decoded, as its :func:`imageio.method_gray`, with its (H, W) mask
+    """Keep a train image just decoded, as its :func:`method_gray`, with its (H, W) mask
     and the mask's targets."""
     SOURCES.put(SourceCache.key(ds.image_path(id_), ds.mask_path(id_)), gray, mask, targets)
 
 
 def source_pixels(ds: Dataset, id_: str) -> Source:
-    """Gray image (:func:`imageio.method_gray`: uint8, or float32 for a colour source), (H, W)
+    """Gray image (:func:`method_gray`: uint8, or float32 for a colour source), (H, W)
     mask and targets of ``id_``: kept by this worker, or decoded once and kept. The arrays are
     read-only (shared with the cache)."""
     image_path, mask_path = ds.image_path(id_), ds.mask_path(id_)
@@ -116,7 +117,7 @@ def source_pixels(ds: Dataset, id_: str) -> Source:
     kept = SOURCES.get(key)
     if kept is not None:
         return kept
-    gray = imageio.method_gray(imageio.read_image(image_path))
+    gray = method_gray(imageio.read_image(image_path))
     mask = imageio.mask_from_image(imageio.decode_image(imageio.read_bytes(mask_path), str(mask_path)))
     targets = find_targets(mask)
     SOURCES.put(key, gray, mask, targets)

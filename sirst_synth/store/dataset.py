@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sirst_synth.errors import DatasetError
+from sirst_synth.method.gray import float_gray
 from sirst_synth.store import imageio
 from sirst_synth.store.layout import DEFAULT_SPLIT, MANIFEST_NAME, image_name, mask_name
 from sirst_synth.store.manifest import COLUMNS
@@ -109,7 +110,7 @@ class Dataset:
 
     def read_gray(self, id_: str) -> np.ndarray:
         """float32 (H, W) gray image, 0..255."""
-        return imageio.to_gray(self.read_image(id_))
+        return float_gray(self.read_image(id_))
 
     def read_mask(self, id_: str) -> np.ndarray:
         """uint8 (H, W) mask; target pixels are > 0."""

@@ -92,7 +92,7 @@ def norm_from_sums(sums: list[ImageSums]) -> dict[str, float | int]:
 def img_norm_cfg(ds: Dataset, part: str = "train") -> dict[str, float | int]:
     """Mean and std of every pixel of the gray images of ``part`` (0..255 scale), pooled over images.
 
-    Gray is :func:`sirst_synth.store.imageio.to_gray` (an RGB image with R = G = B gives its channel).
+    Gray is :func:`sirst_synth.store.float_gray` (an RGB image with R = G = B gives its channel).
     The std is the population std of all pixels together. BasicIRSTD's own fallback
     (``get_img_norm_cfg`` for a name it does not know) differs: it averages per-image means and
     per-image stds over train + test.
@@ -116,7 +116,7 @@ def per_image_norm_cfg(ds: Dataset, parts: tuple[str, ...] = ("train", "test")) 
     """BasicIRSTD's fallback statistics: the mean of per-image means and the mean of per-image
     stds, over train + test (its ``get_img_norm_cfg`` for a dataset name it does not know).
     Reported beside :func:`img_norm_cfg` so the two can be told apart."""
-    from sirst_synth.store.imageio import method_gray
+    from sirst_synth.method.gray import method_gray
 
     stats = [gray_stats(method_gray(ds.read_image(id_))) for part in parts for id_ in ds.ids(part)]
     return per_image_from(stats)

@@ -252,41 +252,6 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return banded_mask(mask).png()
 
 
-def method_gray(image: np.ndarray) -> np.ndarray:
-    """The gray image the method computes on (docs/method.md sections 2-3), from uint8 gray or RGB: uint8
-    (H, W) for a gray image and for the channel of an R=G=B one (exact), else float32
-    :func:`to_gray` (ITU-R 601 weights), so that a colour source is rounded once, after mixing."""
-    if image.ndim == 2:
-        return image
-    r = image[..., 0]
-    if np.array_equal(r, image[..., 1]) and np.array_equal(r, image[..., 2]):
-        return np.ascontiguousarray(r)
-    return to_gray(image)
-
-
-def gray_u8(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) gray from uint8 gray or RGB, or from a float :func:`method_gray`: the image
-    itself, the channel of an R=G=B image, else the 601 gray rounded to nearest."""
-    gray = method_gray(image) if image.dtype == np.uint8 else image
-    if gray.dtype == np.uint8:
-        return gray
-    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """float32 (H, W) gray, 0..255, from uint8 gray or RGB.
-
-    An RGB image with R = G = B (gray stored as RGB, as in NUDT-SIRST) gives its channel exactly;
-    other colour images use the ITU-R 601 weights.
-    """
-    if image.ndim == 2:
-        return image.astype(np.float32)
-    r, g, b = image[..., 0], image[..., 1], image[..., 2]
-    if np.array_equal(r, g) and np.array_equal(g, b):
-        return r.astype(np.float32)
-    return (0.299 * r + 0.587 * g + 0.114 * b).astype(np.float32)
-
-
 def sha256(data: bytes) -> str:
     """Hex SHA-256 of bytes."""
     return hashlib.sha256(data).hexdigest()

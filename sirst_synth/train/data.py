@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from sirst_synth.errors import DatasetError
+from sirst_synth.method.gray import float_gray
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.seeding import rng_for
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.imageio import to_gray
 from sirst_synth.train.augment import UNIFORMS_PER_VIEW, apply_view, view_from_uniforms
 
 #: groups looked at, beyond the next one, for one that fits the room left in a batch.
@@ -44,16 +44,16 @@ DEVICE_MEMORY_SHARE = 0.25
 CHUNK_STEPS = 256
 
 
-def gray_u8(image: np.ndarray) -> np.ndarray:
+def rounded_gray(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W) gray: the channel of a gray or R = G = B image, else ITU-R 601 rounded."""
     if image.dtype == np.uint8 and image.ndim == 2:
         return image
-    return np.rint(to_gray(image)).clip(0, 255).astype(np.uint8)
+    return np.rint(float_gray(image)).clip(0, 255).astype(np.uint8)
 
 
 def read_pair(ds: Dataset, id_: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 gray image, uint8 0/1 mask) of ``id_``; :class:`DatasetError` if their sizes differ."""
-    image = gray_u8(ds.read_image(id_))
+    image = rounded_gray(ds.read_image(id_))
     mask = (ds.read_mask(id_) > 0).astype(np.uint8)
     if image.shape != mask.shape:
         raise DatasetError(f"{id_}: image {image.shape} and mask {mask.shape} differ in size")
@@ -77,7 +77,7 @@ def stats_from_histogram(hist: np.ndarray | torch.Tensor) -> tuple[float, float]
 def normalisation(ds: Dataset, ids: Sequence[str]) -> tuple[float, float]:
     """Mean and std of the gray pixels (0..255) of the images ``ids`` (decoded on host threads)."""
     def hist(id_: str) -> np.ndarray:
-        return np.bincount(gray_u8(ds.read_image(id_)).ravel(), minlength=256)
+        return np.bincount(rounded_gray(ds.read_image(id_)).ravel(), minlength=256)
 
     with ThreadPoolExecutor(_threads()) as pool:
         total = sum(pool.map(hist, ids), np.zeros(256, np.int64))

@@ -25,11 +25,12 @@ import numpy as np
 from sirst_synth.errors import TransformError
 from sirst_synth.method.choices import FITS
 from sirst_synth.method.displace import displace
+from sirst_synth.method.gray import method_gray
 from sirst_synth.method.negatives import changing_rotations, check_window_size, rotate_window, window_origin
 from sirst_synth.method.targets import Target, find_targets
 from sirst_synth.plan.draws import pick
 from sirst_synth.plan.params import RANGES
-from sirst_synth.store.imageio import mask_from_image, method_gray
+from sirst_synth.store.imageio import mask_from_image
 from sirst_synth.transforms.bank import Bank, BankLike
 
 #: how :class:`TargetRotate` chooses windows: one target's, or every target's (each its own k)
@@ -74,7 +75,7 @@ def check_fit(fit: str) -> str:
 
 
 def gray_of(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """The gray the method computes on (:func:`~sirst_synth.store.imageio.method_gray`) of a uint8
+    """The gray the method computes on (:func:`~sirst_synth.store.method_gray`) of a uint8
     image: (H, W) uint8 for gray or equal channels (a view), float32 ITU-R 601 gray for colour
     (rounded once, after mixing, as the build does); :class:`TransformError` for anything else."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:

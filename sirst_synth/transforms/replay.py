@@ -15,9 +15,9 @@ import numpy as np
 
 from sirst_synth.errors import TransformError
 from sirst_synth.method.displace import displace
+from sirst_synth.method.gray import method_gray, rounded_gray
 from sirst_synth.method.negatives import window_origin
 from sirst_synth.method.noise import crop, grid_boxes
-from sirst_synth.store.imageio import gray_u8, method_gray
 from sirst_synth.store.reader import DatasetReader
 from sirst_synth.transforms.bank import Bank
 from sirst_synth.transforms.core import SEP, Rotation, gray_of, rotate, with_layout
@@ -71,7 +71,7 @@ def apply_record(row: Row, image: np.ndarray, mask: np.ndarray, bank: Bank | Non
     """The pixels of ``row`` computed from its input ``image`` and ``mask``.
 
     ``image``: uint8 as a transform took it (the output keeps its layout), or the float32 gray of
-    a colour source (:func:`~sirst_synth.store.imageio.method_gray`; the output is uint8 gray).
+    a colour source (:func:`~sirst_synth.store.method_gray`; the output is uint8 gray).
     The noise patch of a displaced row (or of a negative of one) is ``patch``, else the one of
     ``bank`` that the row names. An original's row gives its input back.
     """
@@ -89,7 +89,7 @@ def apply_record(row: Row, image: np.ndarray, mask: np.ndarray, bank: Bank | Non
         out = displace(gray_of(image) if given else image, patch, float(row["alpha"]), str(row.get("fit") or "resize"))
         out = with_layout(out, image) if given else out
     else:
-        out = image if given else gray_u8(image)
+        out = image if given else rounded_gray(image)
     if kind == "negative":
         rotations = record_rotations(row, out.shape[0], out.shape[1])
         out, mask = rotate(out, rotations), rotate(mask, rotations)

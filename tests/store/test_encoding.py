@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sirst_synth.method.gray import method_gray
 from sirst_synth.method.targets import find_targets
 from sirst_synth.run import sources as jobs
 from sirst_synth.run.jobs import NoiseDraw, Place, run_job
@@ -138,7 +139,7 @@ def test_kept_sources_never_change_the_output(unit_place, tmp_path: Path) -> Non
             assert a == (tmp_path / "warm" / folder / f"{r['id']}.png").read_bytes()
     kept = jobs.source_pixels(place.src, id_)
     assert not kept.gray.flags.writeable and not kept.mask.flags.writeable  # a unit cannot alter a kept image
-    assert np.array_equal(kept.gray, imageio.method_gray(imageio.read_image(place.src.image_path(id_))))
+    assert np.array_equal(kept.gray, method_gray(imageio.read_image(place.src.image_path(id_))))
     assert kept.targets == tuple(find_targets(imageio.read_mask(place.src.mask_path(id_))))
 
 

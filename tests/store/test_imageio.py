@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from sirst_synth.errors import ImageError
-from sirst_synth.store.imageio import encode_png, read_image, read_mask, to_gray
+from sirst_synth.method.gray import float_gray
+from sirst_synth.store.imageio import encode_png, read_image, read_mask
 
 
 def _save(tmp_path, arr, mode, name="x.png"):
@@ -45,7 +46,7 @@ def test_colour_mask_keeps_any_channel_and_gray_is_exact_for_equal_channels(tmp_
     mask[1, 1, 2] = 255
     assert read_mask(_save(tmp_path, mask, "RGB")).tolist()[1][1] == 255
     rgb = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, -1)
-    assert np.array_equal(to_gray(rgb), rgb[..., 0].astype(np.float32))
+    assert np.array_equal(float_gray(rgb), rgb[..., 0].astype(np.float32))
 
 
 def test_png_round_trip_is_lossless_for_gray_and_rgb():
@@ -86,7 +87,7 @@ def test_opencv_fast_path_decodes_exactly_what_pillow_does():
 def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values():
     from io import BytesIO
 
-    from sirst_synth.store.imageio import encode_image, encode_mask, gray_u8, method_gray
+    from sirst_synth.store.imageio import encode_image, encode_mask
 
     gray = np.random.default_rng(2).integers(0, 256, (7, 11), dtype=np.uint8)
     one, three = Image.open(BytesIO(encode_image(gray))), Image.open(BytesIO(encode_image(gray, 3)))
@@ -102,14 +103,6 @@ def test_generated_images_are_gray_or_equal_channels_and_masks_keep_their_values
     mask[2, 3], mask[4, 5] = 255, 1
     m = Image.open(BytesIO(encode_mask(mask)))
     assert m.mode == "L" and np.array_equal(np.asarray(m), mask)
-    rgb = np.dstack([gray, gray, gray])
-    assert np.array_equal(gray_u8(rgb), gray) and gray_u8(gray) is gray
-    colour = np.dstack([gray, 255 - gray, gray // 2])
-    assert np.array_equal(gray_u8(colour), np.clip(np.rint(to_gray(colour)), 0, 255).astype(np.uint8))
-    # the method's gray: exact uint8 for gray and R=G=B, float for colour (rounded once, after mixing)
-    assert method_gray(rgb).dtype == np.uint8 and np.array_equal(method_gray(rgb), gray)
-    assert method_gray(colour).dtype == np.float32 and np.array_equal(method_gray(colour), to_gray(colour))
-    assert np.array_equal(gray_u8(method_gray(colour)), gray_u8(colour))
 
 
 def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):

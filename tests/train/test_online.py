@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from sirst_synth.cli.train import train_command
 from sirst_synth.method.choices import ROTATIONS
+from sirst_synth.method.gray import rounded_gray
 from sirst_synth.plan.units import round_order
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.imageio import gray_u8
 from sirst_synth.store.noisebank import NoiseBankWriter
 from sirst_synth.train.config import TrainConfig
 from sirst_synth.train.data import Schedule, batch_schedule
@@ -86,7 +86,7 @@ def test_views_on_the_device_are_the_numpy_transforms(online, fit: str) -> None:
         views = data.views(index, slot, data.generator(step))
         for v in range(len(index)):
             id_ = ids[int(views.base[v])]
-            image, mask = gray_u8(ds.read_image(id_)), (ds.read_mask(id_) > 0).astype(np.uint8)
+            image, mask = rounded_gray(ds.read_image(id_)), (ds.read_mask(id_) > 0).astype(np.uint8)
             patch = int(views.patch[v])
             if patch >= 0:
                 assert bank.source_id[patch] != id_  # never a patch of the image itself

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sirst_synth.errors import TransformError
+from sirst_synth.method.gray import rounded_gray
 from sirst_synth.method.negatives import window_origin
 from sirst_synth.method.targets import find_targets
 from sirst_synth.store.dataset import Dataset
-from sirst_synth.store.imageio import gray_u8
 from sirst_synth.transforms import Bank, apply_record
 from sirst_synth.transforms import albumentations as alb
 from sirst_synth.transforms import torch as tt
@@ -93,7 +93,7 @@ def test_in_compose_same_seed_same_output_and_the_record_replays(bank: Bank, sam
 
 def test_in_compose_gray_images_and_p(bank: Bank, samples) -> None:
     id_, image, mask = samples[0]
-    gray = gray_u8(image)
+    gray = rounded_gray(image)
     out = A.Compose([alb.NoiseDisplace(bank), alb.TargetRotate()], seed=0)(image=gray, mask=mask, image_id=id_)
     assert out["image"].shape == gray.shape and out["image"].dtype == np.uint8
     never = A.Compose([alb.NoiseDisplace(bank, p=0.0)], seed=0)(image=gray, mask=mask, image_id=id_)
@@ -112,7 +112,7 @@ def test_in_compose_errors_are_ours(bank: Bank, samples) -> None:
 
 
 def batch(samples, dtype: torch.dtype = torch.uint8) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    images = torch.from_numpy(np.stack([gray_u8(image) for _, image, _ in samples]))[:, None]
+    images = torch.from_numpy(np.stack([rounded_gray(image) for _, image, _ in samples]))[:, None]
     masks = torch.from_numpy(np.stack([mask for _, _, mask in samples]))[:, None]
     if dtype != torch.uint8:
         images = images.to(dtype) / 255
@@ -132,7 +132,7 @@ def test_torch_modules_give_the_numpy_transforms_pixels(bank: Bank, samples, fit
     differ = 0
     for i, (_, image, mask) in enumerate(samples):
         assert records[i]["noise_source_id"] != ids[i]
-        expected, expected_mask = apply_record(records[i], gray_u8(image), mask, bank=bank)
+        expected, expected_mask = apply_record(records[i], rounded_gray(image), mask, bank=bank)
         difference = np.abs(expected.astype(int) - out[i, 0].numpy().astype(int))
         assert difference.max() <= 1
         differ += int((difference > 0).sum())
@@ -191,7 +191,7 @@ def test_torch_modules_on_cuda_give_the_numpy_transforms_pixels(bank: Bank, samp
     records = rotate.records(rotate.last_params, displace.records(displace.last_params, ids))
     differ = 0
     for i, (_, image, mask) in enumerate(samples):
-        expected, expected_mask = apply_record(records[i], gray_u8(image), mask, bank=bank)
+        expected, expected_mask = apply_record(records[i], rounded_gray(image), mask, bank=bank)
         difference = np.abs(expected.astype(int) - out[i, 0].cpu().numpy().astype(int))
         assert difference.max() <= 1 and np.array_equal(expected_mask, out_masks[i, 0].cpu().numpy())
         differ += int((difference > 0).sum())

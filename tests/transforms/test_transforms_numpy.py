@@ -10,8 +10,8 @@ import pytest
 
 from sirst_synth.errors import TransformError
 from sirst_synth.method.displace import displace
+from sirst_synth.method.gray import float_gray
 from sirst_synth.method.targets import find_targets
-from sirst_synth.store.imageio import to_gray
 from sirst_synth.store.noisebank import NoiseBankWriter
 from sirst_synth.transforms import Bank, NoiseDisplace, TargetRotate, apply_record
 from sirst_synth.transforms.core import PatchDraw, Rotation, targets_of
@@ -104,7 +104,7 @@ def test_a_colour_image_is_displaced_on_its_gray_as_the_build_does() -> None:
     image, mask = scene()
     colour = np.dstack([image, image // 2, 255 - image])
     out = NoiseDisplace(bank, fit="tile")(rng=np.random.default_rng(3), image=colour, mask=mask, image_id="x")
-    expected = displace(to_gray(colour), bank.patch(1), 0.1, "tile")  # the 601 gray in float, rounded once
+    expected = displace(float_gray(colour), bank.patch(1), 0.1, "tile")  # the 601 gray in float, rounded once
     assert out["image"].shape == colour.shape and all(np.array_equal(out["image"][..., c], expected) for c in range(3))
     again, _ = apply_record(out["record"], colour, mask, bank=bank)
     assert np.array_equal(again, out["image"])

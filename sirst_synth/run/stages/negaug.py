@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from sirst_synth.errors import PlanError
+from sirst_synth.method.gray import rounded_gray
 from sirst_synth.method.negatives import check_window_size
 from sirst_synth.plan.ids import check_new_ids, negative_ids
 from sirst_synth.plan.params import NegaugParams
@@ -17,7 +18,6 @@ from sirst_synth.run.scan import SourceRecord
 from sirst_synth.run.sources import source_pixels
 from sirst_synth.run.stages.base import DatasetStage, Sources, copied, scan_sources
 from sirst_synth.run.stages.displace import inherited
-from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
 from sirst_synth.store.fingerprint import gray_sums
 from sirst_synth.store.layout import flat_name, state_dir
@@ -49,7 +49,7 @@ class NegateJob:
 
     def run(self, place: Place) -> list[Row]:
         source = source_pixels(place.src, self.input_id)
-        image = imageio.gray_u8(source.gray)  # a colour source's gray, rounded
+        image = rounded_gray(source.gray)  # a colour source's gray, rounded
         row = {**self.row, "group": self.out_id, "channels": str(self.channels), SUMS: gray_sums(image)}
         unit = place.sink.unit(place.out, self.out_id)
         rows = write_negatives(unit, encoded(image, source.mask, source.targets, row, self.channels), self.s,

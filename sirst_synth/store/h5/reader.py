@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from sirst_synth.errors import DatasetError
-from sirst_synth.store import imageio
+from sirst_synth.method.gray import float_gray
 from sirst_synth.store.h5.format import FORMAT, FORMAT_VERSION, GRAY, GRAY_AS_RGB, RGB, up_unfilter
 from sirst_synth.store.layout import MASKS
 from sirst_synth.store.manifest import COLUMNS
@@ -105,7 +105,7 @@ class H5Dataset:
 
     def read_gray(self, id_: str) -> np.ndarray:
         """float32 (H, W) gray image, 0..255 (an R=G=B image's gray is read without expanding it)."""
-        return imageio.to_gray(self._gray_or_colour(id_)[0])
+        return float_gray(self._gray_or_colour(id_)[0])
 
     def read_mask(self, id_: str) -> np.ndarray:
         """uint8 (H, W) mask; target pixels are > 0."""

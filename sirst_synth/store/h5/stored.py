@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.errors import DatasetError
+from sirst_synth.method.gray import method_gray
 from sirst_synth.store import imageio, pngbands
 from sirst_synth.store.h5.format import GRAY, GRAY_AS_RGB, GZIP_LEVEL, NONE, RGB, UP, ZLIB_STRATEGY, png_scanlines, up_filter
 from sirst_synth.store.pngbands import BandedPNG
@@ -61,12 +62,12 @@ def _scanlines(rows: np.ndarray, filter_type: int) -> bytes:
 def _image_chunk(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[int, tuple[int, int], bytes]:
     """(layout, shape, chunk) of a decoded uint8 (H, W) or (H, W, 3) image: Up-filtered and
     deflated, an R=G=B image as its one channel (:data:`GRAY_AS_RGB`). ``gray``: the image's
-    :func:`~sirst_synth.store.imageio.method_gray` when already computed (uint8 exactly when the
+    :func:`~sirst_synth.store.method_gray` when already computed (uint8 exactly when the
     image is gray or R=G=B)."""
     if image.ndim == 2:
         layout = GRAY
     else:
-        gray = imageio.method_gray(image) if gray is None else gray
+        gray = method_gray(image) if gray is None else gray
         layout = GRAY_AS_RGB if gray.dtype == np.uint8 else RGB
         image = gray if layout == GRAY_AS_RGB else image
     rows = image.reshape(image.shape[0], -1)
