@@ -1,20 +1,20 @@
 #!/usr/bin/env python
-"""Benchmark of ``sirst-synth build`` against its I/O floor (issues 4 and 11). Run by hand, not by the tests.
+"""Benchmark of ``sirst-synth build`` against its I/O floor. Run by hand, not by the tests.
 
-    python benchmarks/bench_build.py --skip-10x           # NUDT-SIRST, -j 2, best of 3: the issue-11 figures
+    python benchmarks/bench_build.py --skip-10x           # NUDT-SIRST, -j 2, best of 3: all but the 10 x build
     python benchmarks/bench_build.py --json /tmp/bench.json  # everything, with the 10 x build
     python benchmarks/bench_build.py --encodings ../shared/datasets/SIRST:idx_427:trainval.txt
                                                           # the PNG settings table (see --encodings)
 
 In one run, on the same cores, it measures:
 
-- the I/O floor (issue 11): decode every train image and mask of the split once, and encode as
+- the I/O floor: decode every train image and mask of the split once, and encode as
   many gray images and masks as the build generates (4899 each for the default build) with
   OpenCV's default PNG settings, in memory, without writing files, on the same number of joblib
   workers as the build;
-- the write floor (issue 4, kept beside it): decode every source image and mask the build reads
-  (train and test ids) once, and encode + write as many PNGs as the build leaves in images/ and
-  masks/, with the build's own decoder, encoder and atomic writer;
+- the write floor (a second reference, which also writes the files): decode every source image
+  and mask the build reads (train and test ids) once, and encode + write as many PNGs as the build
+  leaves in images/ and masks/, with the build's own decoder, encoder and atomic writer;
 - ``sirst-synth build`` with defaults at ``-j N`` and ``-j 1`` (wall time of the subprocess) and
   the peak memory of its process tree;
 - a build ``--scale`` times larger (``--total`` x scale): time and memory against the default;
@@ -61,12 +61,12 @@ DEFAULT_TOTAL = 5562
 #: Items (decodes + encodes) per floor task: enough that joblib's per-task overhead is negligible.
 FLOOR_ITEMS_PER_TASK = 50
 
-# Targets of issue 11.
+# Targets: the build against its I/O floor, its speed-up, the h5 build.
 TARGET_IO_FLOOR_RATIO = 2.0   # build time <= 2.0 x the I/O floor (1.5 is where we want to end up)
 GOAL_IO_FLOOR_RATIO = 1.5
 TARGET_SPEEDUP = 1.8          # -j 2 at least 1.8 x faster than -j 1
 TARGET_H5_TIME = 1.3          # build --format h5 at most 1.3 x the PNG build
-# Targets of issue 4.
+# Targets: the build against its write floor, the 10 x build, start-up.
 TARGET_FLOOR_RATIO = 1.5      # build time <= 1.5 x the write floor
 TARGET_MEM_GROWTH = 1.10      # 10 x build: peak RSS within 10 % of the default build's
 TARGET_TIME_SLACK = 1.1       # 10 x build: at most 11 x the time (1.1 x the scale)
@@ -273,7 +273,7 @@ def _io_floor_task(src: str, ids: list[str], n_images: int, n_masks: int) -> tup
 
 
 def io_floor_11(src: Path, train_ids: list[str], generated: int, n_jobs: int) -> dict:
-    """Time the issue-11 I/O floor with fresh joblib (loky) workers, as a build starts them."""
+    """Time the I/O floor with fresh joblib (loky) workers, as a build starts them."""
     from joblib import Parallel, delayed
     from joblib.externals.loky import get_reusable_executor
 
@@ -345,7 +345,7 @@ def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-# -- PNG settings (issue 11, item 2) -----------------------------------------------------------------
+# -- PNG settings for the generated images and masks ------------------------------------------------
 
 def _png_params(names: str) -> list[int]:
     """OpenCV imwrite parameters from 'level=1 strategy=RLE filter=UP bilevel' (empty: OpenCV's defaults)."""
@@ -367,7 +367,7 @@ def _png_params(names: str) -> list[int]:
 
 #: (label, layout, OpenCV settings) of the images compared; layout rgb writes R=G=B.
 IMAGE_SETTINGS = (
-    ("RGB, level 3 (before issue 11)", "rgb", "level=3"),
+    ("RGB, level 3, default strategy, all filters", "rgb", "level=3"),
     ("RGB, OpenCV defaults", "rgb", ""),
     ("gray, level 3", "gray", "level=3"),
     ("gray, OpenCV defaults (level 1, RLE, Sub)", "gray", ""),
@@ -476,7 +476,7 @@ def bench_encodings(specs: list[str], n: int, reps: int) -> dict:
             arrays = [(m > 0).astype(np.uint8) * 255 for m in masks] if "bilevel" in words else masks
             rows.append(("mask", label, *_time_encoding(arrays, _png_params(words), reps)))
         rows += banded_rows(images, masks, reps)
-        rows.append(("mask", "source mask files, copied (before issue 11)", 0.0, mask_bytes / 1024, float("nan")))
+        rows.append(("mask", "source mask files, copied as they are", 0.0, mask_bytes / 1024, float("nan")))
         figures[name] = [dict(zip(("what", "setting", "encode_ms", "kib", "decode_ms"), r)) for r in rows]
         print(f"\n{name}, one core, best of {reps} passes")
         print(f"{'':6}{'setting':<56}{'encode ms':>10}{'KiB':>8}{'decode ms':>11}")
@@ -717,7 +717,7 @@ def bench(args: argparse.Namespace, src) -> int:
 
     table = Table()
     reps = f"{args.repeat} runs, {stat}" if args.repeat > 1 else "1 run"
-    table.note(f"-- build vs I/O floor (issue 11), -j {n} ({reps}) --")
+    table.note(f"-- build vs I/O floor, -j {n} ({reps}) --")
     table.add(f"build -j {n} (wall, incl. start-up)", f"{build_s:.2f} s")
     table.add(f"I/O floor -j {n}", f"{io_s:.2f} s")
     table.add("build / I/O floor", f"{build_s / io_s:.2f} x", f"<= {TARGET_IO_FLOOR_RATIO} x (goal {GOAL_IO_FLOOR_RATIO})",
@@ -737,7 +737,7 @@ def bench(args: argparse.Namespace, src) -> int:
         io_1_s = summary("io_floor_1", "seconds")
         figures["io_floor_j1"] = {"seconds": io_1_s, "speedup": io_1_s / io_s, "runs": runs["io_floor_1"]}
         table.add(f"  the I/O floor's own speed-up: -j 1 / -j {n}", f"{io_1_s:.2f} / {io_s:.2f} s = {io_1_s / io_s:.2f} x")
-    table.note(f"-- build vs write floor (issue 4), -j {n} ({reps}) --")
+    table.note(f"-- build vs write floor, -j {n} ({reps}) --")
     table.add(f"write floor -j {n}", f"{floor_s:.2f} s")
     table.add("build / write floor", f"{build_s / floor_s:.2f} x", f"<= {TARGET_FLOOR_RATIO} x",
               build_s / floor_s <= TARGET_FLOOR_RATIO)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Benchmark of ``sirst-synth export --to basicirstd`` against the build it exports, and of
-``build --resume`` on the finished build (issue 22). Run by hand, not by the tests.
+``build --resume`` on the finished build. Run by hand, not by the tests.
 
     python benchmarks/bench_export.py --json benchmarks/results/export-<commit>.json
 

@@ -1,20 +1,20 @@
 #!/usr/bin/env python
-"""Benchmark of the trainer's data path and step (issue 10). Run by hand, not by the tests.
+"""Benchmark of the trainer's data path and step. Run by hand, not by the tests.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --json benchmarks/results/train-cpu.json
-    python benchmarks/bench_train.py --ref-code /tmp/ref-10150cd       # + run-A-style before/after
+    python benchmarks/bench_train.py --ref-code /tmp/ref-trainer      # + run A against another trainer
     python benchmarks/bench_train.py --paper                            # CUDA: paper-scale step too
 
 In one run, on the machine it runs on, it measures:
 
 - the data path alone, from the PNG build and from its ``.h5``: the device-resident loader
   (load once, then batched crops on the device) against the streaming DataLoader (decode and crop
-  image by image, as the trainer did before; 0 workers on CPU, 8 on CUDA), in images/s;
+  image by image, from the files; 0 workers on CPU, 8 on CUDA), in images/s;
 - one training step (forward, backward, Adagrad) at ``--width``, ``--crop``, ``--batch`` with
   batches already on the device, and the ratio of a device-resident batch to a step (target < 5 %);
 - on CUDA with ``--paper``: a step at width 32, batch 256, crop 256 (the CUDA default precision, channels_last), its peak
   memory, and the steps of one 7-minute run at that step time (and the time of the paper's 4500);
-- with ``--ref-code DIR`` (a checkout of the trainer before issue 10, e.g. ``git archive 10150cd``):
+- with ``--ref-code DIR`` (a checkout of another version of the trainer, e.g. ``git archive <commit>``):
   the ``train`` command of both trainers, run-A settings (width 8, crop 256, batch 4 on NUDT-SIRST,
   CPU), ``--ref-steps`` steps, alternated ``--ref-repeats`` times, medians: seconds per step over the
   first half of the steps (no scoring in it), and the whole command's wall and CPU seconds
@@ -167,9 +167,9 @@ def mini_eval_set(nudt: Path, root: Path, n: int = 8) -> Path:
 
 
 def before_after(ref: Path, nudt: Path, steps: int, repeats: int, tmp: Path) -> dict[str, Any]:
-    """Run-A settings on CPU: the old trainer (``ref``) against this one, ``steps`` steps each.
+    """Run-A settings on CPU: the trainer in ``ref`` ("old") against this one ("new"), ``steps`` steps each.
 
-    Old and new alternate ``repeats`` times (old first, then new first, ...); medians are kept.
+    The two alternate ``repeats`` times (ref first, then this one first, ...); medians are kept.
     Both score 8 test images at the end, so the commands differ only in the trainer.
     """
     half = steps // 2
@@ -216,10 +216,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="training steps timed")
     parser.add_argument("--paper", action="store_true", help="CUDA: also time the paper-scale step")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the step timings")
-    parser.add_argument("--ref-code", type=Path, help="checkout of the old trainer: run-A before/after")
+    parser.add_argument("--ref-code", type=Path, help="checkout of another version of the trainer (git archive <commit>): run A on both")
     parser.add_argument("--ref-steps", type=int, default=40)
     parser.add_argument("--ref-repeats", type=int, default=3)
-    parser.add_argument("--only-ref", action="store_true", help="run only the before/after comparison")
+    parser.add_argument("--only-ref", action="store_true", help="run only the --ref-code comparison")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the online transforms and of ``train --synth online`` (issue 20). Run by hand, not by the tests.
+"""Benchmark of the online transforms and of ``train --synth online``. Run by hand, not by the tests.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_transforms.py --json benchmarks/results/transforms-cpu.json
     python benchmarks/bench_transforms.py --device cuda      # the trainer's figures on CUDA

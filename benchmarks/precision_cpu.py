@@ -1,9 +1,9 @@
 """What each ``--precision`` does to training quality, measured on the CPU (docs/experiment.md).
 
-The setting of the review that found bf16 worse: NUDT-SIRST, width 8, 128 x 128 crops, batch 8,
-800 steps, scored on the 664 test images; seeds 0 and 1; fp32, and tf32, bf16 and fp16 emulated
-(:mod:`sirst_synth.train.precision`: rounded convolution operands, fp32 accumulation). One thread
-per run, ``-j`` runs at once; resumable (finished runs are kept). Writes
+The setting, one in which bf16 trains worse than fp32: NUDT-SIRST, width 8, 128 x 128 crops,
+batch 8, 800 steps, scored on the 664 test images; seeds 0 and 1; fp32, and tf32, bf16 and fp16
+emulated (:mod:`sirst_synth.train.precision`: rounded convolution operands, fp32 accumulation).
+One thread per run, ``-j`` runs at once; resumable (finished runs are kept). Writes
 ``results/precision-cpu.json``.
 
     python benchmarks/precision_cpu.py --nudt ../shared/datasets/NUDT-SIRST --work runs/precision-cpu
