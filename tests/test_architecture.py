@@ -14,9 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sirst_synth"
 #: layers of the same rank (run and transforms; inspect, interop, train) do not import each other.
 RANKS = {"method": 0, "store": 1, "plan": 2, "run": 3, "transforms": 3, "inspect": 4, "interop": 4, "train": 4,
          "cli": 5}
-#: top-level modules: ``errors`` and the version are below everything; ``demo`` (the demo data, written
-#: through the store) is one more of the layers the CLI calls; ``__main__`` is the CLI.
-TOP: dict[str, float] = {"sirst_synth": -1, "sirst_synth.errors": -1, "sirst_synth.demo": 4, "sirst_synth.__main__": 6}
+#: top-level modules: ``errors``, ``progress`` (what the CLI hands down) and the version are below
+#: everything; ``demo`` (the demo data, written through the store) is one more of the layers the CLI
+#: calls; ``__main__`` is the CLI.
+TOP: dict[str, float] = {"sirst_synth": -1, "sirst_synth.errors": -1, "sirst_synth.progress": -1,
+                         "sirst_synth.demo": 4, "sirst_synth.__main__": 6}
 
 
 def modules() -> list[str]:
@@ -81,6 +83,22 @@ def test_no_import_cycle():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+def test_click_is_imported_by_the_cli_only():
+    """Progress bars, echo and prompts belong to the CLI, which hands a progress to the layers below."""
+    outside = []
+    for module in modules():
+        if module.startswith("sirst_synth.cli") or module == "sirst_synth.__main__":
+            continue
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        path = path if path.exists() else PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "click" or n.startswith("click.") for n in names):
+                outside.append(module)
+    assert outside == []
 
 
 @pytest.mark.slow  # one interpreter per module

@@ -19,6 +19,7 @@ from sirst_synth import __version__
 from sirst_synth.errors import ParamError, SirstSynthError, SourceProblems
 from sirst_synth.method.choices import FITS
 from sirst_synth.plan.params import RANGES, Range
+from sirst_synth.progress import Progress, silent
 
 log = logging.getLogger("sirst_synth")
 
@@ -33,6 +34,13 @@ class Settings:
     @property
     def progress(self) -> bool:
         return not self.quiet and sys.stderr.isatty()
+
+    def bars(self, shown: bool = True) -> Progress:
+        """Where a command's progress shows (:mod:`sirst_synth.progress`): click's bars on stderr, or
+        nothing with ``-q``, when stderr is not a terminal, or when not ``shown``."""
+        if not (shown and self.progress):
+            return silent
+        return lambda label, length: click.progressbar(length=length, label=label, file=sys.stderr)
 
 
 def settings() -> Settings:

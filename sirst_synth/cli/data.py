@@ -54,7 +54,7 @@ def _opts(n_jobs: int, skip_invalid: bool, force: bool, resume: bool = False):
 
     if force and resume:
         raise OptionValueError("--force and --resume exclude each other: --force starts again, --resume finishes")
-    return RunOptions(n_jobs=n_jobs, progress=settings().progress, skip_invalid=skip_invalid, force=force,
+    return RunOptions(n_jobs=n_jobs, progress=settings().bars(), skip_invalid=skip_invalid, force=force,
                       resume=resume)
 
 

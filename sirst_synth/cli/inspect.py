@@ -193,7 +193,7 @@ def info_command(dataset, split, train_list, test_list, as_json, fingerprint, n_
     if fingerprint:  # its one line is the summary
         _print_fingerprint(ds, as_json)
         return
-    info = dataset_info(ds, n_jobs, progress=settings().progress and not as_json)
+    info = dataset_info(ds, n_jobs, progress=settings().bars(shown=not as_json))
     click.echo(json.dumps(info, indent=2) if as_json else format_info(info))
     images, bad = info["images"], len(info["problems"])
     summary(f"info: {dataset}: {images['train']} train + {images['test']} test images, {info['kind']} dataset"
@@ -239,7 +239,7 @@ def verify_command(root: Path, n_jobs: int, strict: bool) -> None:
 
     flags = settings()
     start = time.perf_counter()
-    report = friendly_errors(verify_report)(root, n_jobs, flags.progress)
+    report = friendly_errors(verify_report)(root, n_jobs, flags.bars())
     for line in report.problems + report.foreign + report.results:
         click.echo(line)
     failed = bool(report.problems) or (strict and bool(report.foreign))

@@ -139,7 +139,7 @@ def export_command(dataset, split, train_list, test_list, fmt, out, name, copy, 
     with _locked_output(target, dataset, force, target_hint(fmt)):
         ds = _open(dataset, split, train_list, test_list)
         with staged_folder(target) as tmp:
-            record = run_export(ds, fmt, tmp, name, copy, n_jobs, settings().progress)
+            record = run_export(ds, fmt, tmp, name, copy, n_jobs, settings().bars())
     for line in norm_lines(record):  # the report: what a trainer is given
         click.echo(line)
     if settings().verbose:

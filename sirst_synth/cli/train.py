@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def train_command(ctx: click.Context, resume: bool, smoke: bool, compile_: bool 
         raise click.UsageError("--data is required (unless --resume)")
     else:
         config = TrainConfig(**options)
-    summary = train(config, resume=resume)
+    summary = train(config, resume=resume, log=click.echo, progress=settings().bars())
     if summary.get("stopped") in ("SIGINT", "SIGTERM"):
         ctx.exit(130 if summary["stopped"] == "SIGINT" else 143)
 
@@ -182,7 +181,7 @@ def eval_command(
     ds = open_dataset(data, split, train_list, test_list)
     ids = ds.ids(part)
     flags = settings()
-    with click.progressbar(length=len(ids), label="scoring", file=sys.stderr, hidden=not flags.progress) as bar:
+    with flags.bars()("scoring", len(ids)) as bar:
         if checkpoint is not None:
             from sirst_synth.train.threads import apply_threads
 

@@ -17,6 +17,7 @@ import numpy as np
 from sirst_synth.errors import SirstSynthError
 from sirst_synth.method.gray import float_gray
 from sirst_synth.method.targets import find_targets
+from sirst_synth.progress import Progress, silent
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store.fingerprint import ImageSums, gray_sums, norm_from_sums
 from sirst_synth.store.layout import PARTS
@@ -59,7 +60,7 @@ def _batches(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[i : i + BATCH]) for i in range(0, len(ids), BATCH)]
 
 
-def collect_facts(ds, ids: Sequence[str], n_jobs: int = 1, progress: bool = False
+def collect_facts(ds, ids: Sequence[str], n_jobs: int = 1, progress: Progress = silent
                   ) -> tuple[dict[str, Facts], dict[str, str]]:
     """Facts by id and problems by id of ``ids``, read in joblib workers, BATCH ids per job."""
     facts: dict[str, Facts] = {}
@@ -111,7 +112,7 @@ def summarize_manifest(rows: dict[str, dict[str, str]], split_ids: dict[str, lis
     }
 
 
-def dataset_info(ds, n_jobs: int = 1, progress: bool = False) -> dict:
+def dataset_info(ds, n_jobs: int = 1, progress: Progress = silent) -> dict:
     """Everything ``info`` reports, as a JSON-ready dict. Ids whose image or mask cannot be read,
     or whose sizes differ, are listed under ``problems`` and left out of the per-part counts
     (``images`` counts the split lists)."""

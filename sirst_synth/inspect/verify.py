@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sirst_synth.errors import RecordError, VerifyError
+from sirst_synth.progress import Progress, silent
 from sirst_synth.store.layout import (
     DNANET_RESULT_FOLDERS,
     EXPORT_RECORD_NAME,
@@ -203,7 +204,7 @@ def check_items(items: list[_Item], root: str, shown: str | None = None) -> list
     return problems
 
 
-def _check_files(rows: list[dict[str, str]], root: Path, n_jobs: int, progress: bool) -> list[str]:
+def _check_files(rows: list[dict[str, str]], root: Path, n_jobs: int, progress: Progress) -> list[str]:
     from sirst_synth.run.parallel import run_jobs
 
     items = [_Item(r["id"], r["sha256_image"], r["sha256_mask"]) for r in rows]
@@ -316,7 +317,7 @@ def _strays(root: Path, expected: set[str], owned: set[str], report: Report,
 
 # -- the whole check ------------------------------------------------------------------------------
 
-def verify_report(root: Path, n_jobs: int = 1, progress: bool = False) -> Report:
+def verify_report(root: Path, n_jobs: int = 1, progress: Progress = silent) -> Report:
     """Check the dataset at ``root``; raise :class:`VerifyError` when it cannot be checked at all."""
     root = Path(root)
     if not root.is_dir():

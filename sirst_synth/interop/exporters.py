@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import os
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sirst_synth.errors import ExportError, SirstSynthError
 from sirst_synth.interop.boxes import Component, coco_box, components, voc_box, yolo_line
 from sirst_synth.interop.filescan import Derived, FileScan, scan_files
 from sirst_synth.interop.staging import id_list_text, link_or_copy, write_text
+from sirst_synth.progress import Progress, silent
 from sirst_synth.run.owned import files_under
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
@@ -80,9 +80,9 @@ class Exporter:
     ds: Dataset
     out: Path
     copy: bool = False
-    #: workers of the file scan (:meth:`scan`), and whether progress bars show on stderr
+    #: workers of the file scan (:meth:`scan`), and where progress is shown (:mod:`sirst_synth.progress`)
     n_jobs: int = 1
-    progress: bool = False
+    progress: Progress = silent
     linked: int = 0
     copied: int = 0
     rewritten_masks: list[str] = field(default_factory=list)
@@ -153,12 +153,12 @@ class Exporter:
                                      [self._file(i, IMAGES) for i in ids["test"]])
 
     def each(self, ids: Iterable[str], label: str) -> Iterator[str]:
-        """``ids`` with a progress bar on stderr (when :attr:`progress`)."""
-        import click
-
+        """``ids``, each reported to :attr:`progress` once it is done."""
         ids = list(ids)
-        with click.progressbar(ids, label=label, file=sys.stderr, hidden=not self.progress) as bar:
-            yield from bar
+        with self.progress(label, len(ids)) as bar:
+            for id_ in ids:
+                yield id_
+                bar.update(1)
 
     def parts(self) -> dict[str, list[str]]:
         """Flat ids per part, in list order (checked: safe ids, one flat name each, no id in both
@@ -482,10 +482,10 @@ def export_target(fmt: str, out: Path, name: str) -> Path:
 
 
 def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool, n_jobs: int = 1,
-               progress: bool = False) -> dict:
+               progress: Progress = silent) -> dict:
     """Write ``ds`` as ``fmt`` into ``out_tmp`` (what becomes :func:`export_target`); return the
     export record (also written there, with every file written listed in ``written``). ``n_jobs``
-    workers hash and decode (:meth:`Exporter.scan`); ``progress``: bars on stderr."""
+    workers hash and decode (:meth:`Exporter.scan`); ``progress``: where progress is shown."""
     ex = Exporter(ds, out_tmp, copy, n_jobs=n_jobs, progress=progress)
     ex.scan(check_masks=fmt in MASK_FORMATS, stats=fmt in NORM_FORMATS)
     extra = EXPORTERS[fmt](ex, check_name(name))
@@ -496,7 +496,7 @@ def run_export(ds: Dataset, fmt: str, out_tmp: Path, name: str, copy: bool, n_jo
 
 
 def export_dataset(ds: Dataset, fmt: str, out: Path, name: str | None = None, copy: bool = False,
-                   force: bool = False, n_jobs: int = 1, progress: bool = False) -> dict:
+                   force: bool = False, n_jobs: int = 1, progress: Progress = silent) -> dict:
     """Export ``ds`` as ``fmt`` into ``out`` (its dataset folder ``out/<name>`` for NAMED formats;
     checked, written in a temporary folder, put in place at the end); the entry point for callers
     other than the CLI (``build --layout``)."""

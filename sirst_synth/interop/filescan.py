@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import click
-
 from sirst_synth.method.gray import method_gray
+from sirst_synth.progress import Progress
 from sirst_synth.store import imageio
 from sirst_synth.store.fingerprint import ImageSums, gray_stats, norm_from_sums, per_image_from
 
@@ -96,12 +94,12 @@ def _chunks(items: Sequence[str]) -> list[list[str]]:
     return [list(items[i:i + CHUNK]) for i in range(0, len(items), CHUNK)]
 
 
-def run_threads(fn: Callable[[T], R], jobs: Sequence[T], n_jobs: int, label: str, progress: bool) -> Iterator[R]:
+def run_threads(fn: Callable[[T], R], jobs: Sequence[T], n_jobs: int, label: str, progress: Progress) -> Iterator[R]:
     """``fn(job)`` for each job in ``n_jobs`` threads (-1: one per core), results in job order, with a
     progress bar on stderr. Threads, not processes: reading, hashing (hashlib), PNG decoding
     (OpenCV) and inflating release the GIL, and nothing is started, imported or pickled per worker."""
     workers = (os.cpu_count() or 1) if n_jobs < 0 else max(n_jobs, 1)
-    with click.progressbar(length=len(jobs), label=label, file=sys.stderr, hidden=not progress) as bar:
+    with progress(label, len(jobs)) as bar:
         if workers == 1 or len(jobs) <= 1:
             for job in jobs:
                 yield fn(job)
@@ -158,7 +156,7 @@ def _as_recorded(found: FileScan, derived: Derived, listed: set[str]) -> dict[st
 
 
 def scan_files(images: Sequence[str], masks: Sequence[str], check_masks: bool, stats: bool, n_jobs: int,
-               progress: bool, same_as: Derived | None = None, mask_from: Derived | None = None) -> FileScan:
+               progress: Progress, same_as: Derived | None = None, mask_from: Derived | None = None) -> FileScan:
     """Hash ``images`` and ``masks`` (paths, one pair per id); with ``check_masks`` decode each
     distinct mask; with ``stats`` each image. Not decoded, when both files hash as recorded: an
     image of ``same_as`` (a build's negative, mapped to its group's first image, whose statistics

@@ -229,11 +229,12 @@ def train_norm(out: Path, train: list[tuple[str, ImageSums | None]], n_jobs: int
     from the gray sums their rows carry (the built-in stages' rows do), reading in workers only the
     images whose rows carry none (a stage that does not compute them). Pooled exactly, so it does
     not depend on ``n_jobs``."""
+    from sirst_synth.progress import silent
     from sirst_synth.run.parallel import run_jobs
 
     missing = [id_ for id_, sums in train if sums is None]
     batches = [missing[i:i + batch] for i in range(0, len(missing), batch)]
-    read = iter([s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", False, str(out)) for s in found])
+    read = iter([s for found in run_jobs(_image_sums, batches, n_jobs, "statistics", silent, str(out)) for s in found])
     return {"part": "train", **norm_from_sums([sums if sums is not None else next(read) for _, sums in train])}
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sirst_synth.errors import ResumeError
+from sirst_synth.progress import Progress
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store.manifest import COLUMNS, SUMS, Row
 
@@ -144,7 +145,7 @@ def kill_point(point: str, done: int) -> None:
 
 def run_recorded(
     fn: Callable[..., list[Row]], jobs: Sequence[Any], keys: Sequence[str], journal: Journal,
-    n_jobs: int, label: str, progress: bool, *args: Any,
+    n_jobs: int, label: str, progress: Progress, *args: Any,
 ) -> Iterator[list[Row]]:
     """Yield each job's rows in job order: recorded ones from ``journal``, the others run in
     workers and recorded as they come back."""

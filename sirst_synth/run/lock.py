@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sirst_synth.errors import BusyError, OutputError
+from sirst_synth.run.folder import make_folder
 from sirst_synth.store.layout import lock_path
 
 #: how long a refused command waits for the holder to write its pid into a new lock file
@@ -146,10 +147,7 @@ def locked_folder(out: Path) -> Iterator[OutputLock]:
     """Create the output folder ``out`` when needed and hold its lock inside; on the way out,
     drop the lock, and the folder too when this call made it and nothing else was written."""
     created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create folder ({exc.strerror})") from None
+    make_folder(out)
     lock = folder_lock(out)
     try:
         with lock:
@@ -166,10 +164,7 @@ def locked_beside(out: Path) -> Iterator[OutputLock]:
     removed again (with the folders made for it) when nothing was written there."""
     parent = out.absolute().parent
     made = [p for p in (parent, *parent.parents) if not p.exists()]
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out.parent}: cannot create folder ({exc.strerror})") from None
+    make_folder(out.parent)
     try:
         with beside_lock(out) as lock:
             yield lock

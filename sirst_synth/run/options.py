@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sirst_synth.progress import Progress, silent
 from sirst_synth.run.state import RunMode
 
 
@@ -13,7 +14,7 @@ class RunOptions:
     """How to run, not what to compute: outputs never depend on these."""
 
     n_jobs: int = -1
-    progress: bool = False
+    progress: Progress = silent
     skip_invalid: bool = False
     force: bool = False
     resume: bool = False

@@ -3,13 +3,11 @@
 finished PNG build). The format is :mod:`sirst_synth.store.h5`."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
-
+from sirst_synth.progress import Progress, silent
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.store.h5.stored import ImageFiles, StoredImage, stored_files
 from sirst_synth.store.h5.writer import H5Writer
@@ -40,20 +38,20 @@ def _interleaved(files: list[ImageFiles]) -> list[ImageFiles]:
     return order
 
 
-def store_in_workers(files: list[ImageFiles], n_jobs: int, progress: bool) -> Iterator[StoredImage]:
+def store_in_workers(files: list[ImageFiles], n_jobs: int, progress: Progress = silent) -> Iterator[StoredImage]:
     """The stored form of ``files`` (:func:`_interleaved` order), computed in workers a block at a
     time so few wait in memory."""
     files = _interleaved(files)
-    with click.progressbar(length=len(files), label="pack", file=sys.stderr, hidden=not progress) as bar:
+    with progress("pack", len(files)) as bar:
         for start in range(0, len(files), BLOCK):
             block = files[start:start + BLOCK]
             tasks = [block[i:i + TASK] for i in range(0, len(block), TASK)]
-            for results in run_jobs(_store_many, tasks, n_jobs, "pack", False):
+            for results in run_jobs(_store_many, tasks, n_jobs, "pack", silent):
                 bar.update(len(results))
                 yield from results
 
 
-def pack_dataset(root: Path, out_file: Path, split: str, progress: bool = False, n_jobs: int = 1) -> dict[str, Any]:
+def pack_dataset(root: Path, out_file: Path, split: str, progress: Progress = silent, n_jobs: int = 1) -> dict[str, Any]:
     """Write the complete PNG build in ``root`` (split folder ``split``) as one HDF5 file.
 
     Every image is checked against the SHA-256 of ``manifest.csv``. ``out_file`` appears (or is

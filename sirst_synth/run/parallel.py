@@ -1,4 +1,4 @@
-"""Running job records in joblib workers, results in submission order, with a progress bar.
+"""Running job records in joblib workers, results in submission order, reported to a progress bar.
 
 The workers are local processes, or, inside :func:`workers` with ``backend="dask"``, the workers
 of a ``dask.distributed`` cluster: the same job records, the same results in the same order.
@@ -6,17 +6,16 @@ of a ``dask.distributed`` cluster: the same job records, the same results in the
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import click
 from joblib import Parallel, delayed
 
 from sirst_synth.errors import BackendError
+from sirst_synth.progress import Progress
 
 
 def run_jobs(
@@ -24,12 +23,12 @@ def run_jobs(
     jobs: Sequence[Any],
     n_jobs: int,
     label: str,
-    progress: bool,
+    progress: Progress,
     *args: Any,
 ) -> Iterator[Any]:
     """Yield ``fn(job, *args)`` for each job, in the order of ``jobs``, whatever finishes first.
 
-    ``progress`` shows click's progress bar on stderr.
+    ``progress`` is told of each result (:mod:`sirst_synth.progress`).
     """
     if not jobs:
         return
@@ -39,7 +38,7 @@ def run_jobs(
         with _sigint_held(n_jobs):  # the workers start with Ctrl-C blocked: only this process answers it
             results = parallel(delayed(fn)(job, *args) for job in jobs)
         # a plain loop, not ``yield from``: closing this generator early must not close ``results`` unguarded
-        with click.progressbar(length=len(jobs), label=label, file=sys.stderr, hidden=not progress) as bar:
+        with progress(label, len(jobs)) as bar:
             for result in results:
                 bar.update(1)
                 yield result

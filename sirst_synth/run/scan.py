@@ -21,6 +21,7 @@ from sirst_synth.method.gray import method_gray
 from sirst_synth.method.noise import NoiseRegion, crop, noise_prone_regions
 from sirst_synth.method.targets import find_targets
 from sirst_synth.plan.params import NoiseParams
+from sirst_synth.progress import Progress
 from sirst_synth.run.journal import kill_point
 from sirst_synth.run.parallel import run_jobs
 from sirst_synth.run.sinks import PNG_FILES, ImageSink
@@ -175,7 +176,7 @@ def scan(
     ds: Dataset,
     parts: tuple[str, ...],
     n_jobs: int,
-    progress: bool,
+    progress: Progress,
     noise: NoiseParams | None = None,
     bank: NoiseBankWriter | None = None,
     output: Output | None = None,

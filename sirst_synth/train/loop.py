@@ -19,18 +19,16 @@ import json
 import math
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 
 from sirst_synth.errors import TrainError
+from sirst_synth.progress import Progress, silent
 from sirst_synth.store.imageio import write_atomic
 from sirst_synth.store.reader import open_dataset
 from sirst_synth.train import checkpoint
@@ -94,16 +92,6 @@ def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     for row in history:
         writer.writerow({k: "" if _json_value(row.get(k)) is None else row[k] for k in CSV_COLUMNS})
     write_atomic(path, buf.getvalue().encode())
-
-
-@contextmanager
-def _progress(iterable: Any, length: int, label: str) -> Iterator[Any]:
-    """A click progress bar on stderr when it is a terminal, else the iterable itself."""
-    if sys.stderr.isatty():
-        with click.progressbar(iterable, length=length, label=label, file=sys.stderr) as bar:
-            yield bar
-    else:
-        yield iterable
 
 
 class _StopFlag:
@@ -236,8 +224,9 @@ class _Clock:
 class TrainingRun:
     """One run of ``train``: its data, model, optimiser and history, and the steps that change them."""
 
-    def __init__(self, config: TrainConfig, resume: bool, log: Callable[[str], None]) -> None:
-        self.config, self.resume, self.log = config, resume, log
+    def __init__(self, config: TrainConfig, resume: bool, log: Callable[[str], None],
+                 progress: Progress = silent) -> None:
+        self.config, self.resume, self.log, self.progress = config, resume, log, progress
         self.out = Path(config.out)
         prepare_output(self.out, resume)
         self.device = resolve_device(config.device)
@@ -401,10 +390,10 @@ class TrainingRun:
         stopped: str | None = None
         result = None
         deadline = clock.begin + config.stop_after_min * 60 if config.stop_after_min is not None else None
-        with _StopFlag() as flag, _progress(self.data.batches(self.schedule, config.crop, self.start),
-                                            total - self.start, "training") as batches:
-            for image, mask, slot in batches:
+        with _StopFlag() as flag, self.progress("training", total - self.start) as bar:
+            for image, mask, slot in self.data.batches(self.schedule, config.crop, self.start):
                 loss, lr = self.optimise(step, image, mask, slot)
+                bar.update(1)
                 loss_sum += loss
                 step += 1
                 now = time.perf_counter()
@@ -440,9 +429,11 @@ class TrainingRun:
         return step, stopped, result
 
 
-def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = click.echo) -> dict[str, Any]:
-    """Train (or resume) a run as ``config`` says; return the summary written to ``metrics.json``."""
-    return TrainingRun(config, resume, log).execute()
+def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+          progress: Progress = silent) -> dict[str, Any]:
+    """Train (or resume) a run as ``config`` says, its lines to ``log`` and its steps to ``progress``;
+    return the summary written to ``metrics.json``."""
+    return TrainingRun(config, resume, log, progress).execute()
 
 
 def _format_row(row: dict[str, Any], total: int) -> str:

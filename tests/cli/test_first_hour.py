@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from sirst_synth.cli import main
+from sirst_synth.progress import silent
 from sirst_synth.store.layout import state_dir
 
 from conftest import DATASETS, run_cli
@@ -97,7 +98,7 @@ def test_a_run_stopped_early_says_nothing_of_joblib_and_its_workers_leave_ctrl_c
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            results = run_jobs(_sigint_in_worker, list(range(16)), 2, "jobs", False)
+            results = run_jobs(_sigint_in_worker, list(range(16)), 2, "jobs", silent)
             first = next(results)
             results.close()                                   # as an error or Ctrl-C in the consumer does
         assert not [str(w.message) for w in caught]

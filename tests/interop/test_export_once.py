@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sirst_synth.interop import filescan
+from sirst_synth.progress import silent
 from sirst_synth.store import imageio
 from sirst_synth.store.fingerprint import img_norm_cfg, per_image_norm_cfg, split_fingerprint
 from sirst_synth.store.reader import open_dataset
@@ -127,5 +128,5 @@ def test_file_scan_chunks_keep_the_order(tmp_path):
         path = tmp_path / f"{k}.bin"
         path.write_bytes(str(k).encode())
         paths.append(str(path))
-    found = filescan.scan_files(paths, [], False, False, 2, False)
+    found = filescan.scan_files(paths, [], False, False, 2, silent)
     assert [found.sha[p] for p in paths] == [imageio.sha256(str(k).encode()) for k in range(len(paths))]

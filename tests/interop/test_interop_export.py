@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sirst_synth.progress import silent
 from sirst_synth.run.scan import scan
 from sirst_synth.store.fingerprint import img_norm_cfg, split_fingerprint
 from sirst_synth.store.reader import open_dataset
@@ -240,7 +241,7 @@ def test_soft_or_rgb_masks_are_written_as_gray_0_255(demo, tmp_path):
 
 def test_split_fingerprint_is_the_scan_fingerprint(demo):
     ds = open_dataset(demo)
-    assert split_fingerprint(ds) == scan(ds, ("train", "test"), 1, False).fingerprint()
+    assert split_fingerprint(ds) == scan(ds, ("train", "test"), 1, silent).fingerprint()
     assert img_norm_cfg(ds)["images"] == len(ids(demo, "50_50", "train"))
 
 

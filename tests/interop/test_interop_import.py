@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sirst_synth.progress import silent
 from sirst_synth.run.scan import scan
 from sirst_synth.store.reader import open_dataset
 
@@ -58,7 +59,7 @@ def _import(fmt: str, src: Path, out: Path, *extra: str, expect: int = 0):
 def _build_ready(out: Path, split: str) -> None:
     """The output opens as a source of build, and its scan finds no problem."""
     ds = open_dataset(out, split)
-    result = scan(ds, ("train", "test"), 1, False)
+    result = scan(ds, ("train", "test"), 1, silent)
     assert not result.problems, result.problems
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from sirst_synth.errors import ResumeError
+from sirst_synth.progress import silent
 from sirst_synth.run.journal import Journal, run_recorded
 from sirst_synth.store.manifest import new_row
 
@@ -72,7 +73,7 @@ def test_run_recorded_yields_recorded_rows_then_runs_only_the_missing_jobs(tmp_p
         return [row(name)]
 
     jobs = ["a", "b", "c", "d"]
-    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", False))
+    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", silent))
     assert [rows[0]["id"] for rows in got] == jobs
     assert calls == ["c", "d"]
 
@@ -81,7 +82,7 @@ def test_run_recorded_records_the_jobs_it_runs_so_a_second_run_runs_none(tmp_pat
     path = tmp_path / "units.jsonl"
     jobs = ["a", "b", "c"]
     journal = Journal(path)
-    list(run_recorded(make_row, jobs, jobs, journal, 1, "test", False))
+    list(run_recorded(make_row, jobs, jobs, journal, 1, "test", silent))
     journal.close()
     calls = []
 
@@ -89,7 +90,7 @@ def test_run_recorded_records_the_jobs_it_runs_so_a_second_run_runs_none(tmp_pat
         calls.append(name)
         return [row(name)]
 
-    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", False))
+    got = list(run_recorded(job, jobs, jobs, Journal(path), 1, "test", silent))
     assert calls == []
     assert [rows[0]["id"] for rows in got] == jobs
 

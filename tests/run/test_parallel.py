@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
 from sirst_synth.errors import BackendError
+from sirst_synth.progress import silent
 from sirst_synth.run.parallel import run_jobs, workers
 
 
@@ -18,21 +21,29 @@ def slow_for_small(n, offset):
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_results_come_in_submission_order(n_jobs):
-    got = list(run_jobs(slow_for_small, list(range(10)), n_jobs, "test", False, 1))
+    got = list(run_jobs(slow_for_small, list(range(10)), n_jobs, "test", silent, 1))
     assert got == [n * 10 + 1 for n in range(10)]
 
 
 def test_no_jobs_give_no_results():
-    assert list(run_jobs(slow_for_small, [], 1, "test", False, 0)) == []
+    assert list(run_jobs(slow_for_small, [], 1, "test", silent, 0)) == []
 
 
-def test_the_progress_bar_does_not_change_the_results():
-    assert list(run_jobs(slow_for_small, [3, 1, 2], 1, "test", True, 0)) == [30, 10, 20]
+def test_the_progress_hears_of_every_result_and_does_not_change_them():
+    seen: list[tuple[str, int]] = []
+
+    @contextmanager
+    def progress(label, length):
+        seen.append((label, length))
+        yield SimpleNamespace(update=lambda n: seen.append(("update", n)))
+
+    assert list(run_jobs(slow_for_small, [3, 1, 2], 1, "test", progress, 0)) == [30, 10, 20]
+    assert seen == [("test", 3), ("update", 1), ("update", 1), ("update", 1)]
 
 
 def test_the_local_backend_runs_jobs_in_the_block():
     with workers("local"):
-        assert list(run_jobs(slow_for_small, [1, 2], 1, "test", False, 0)) == [10, 20]
+        assert list(run_jobs(slow_for_small, [1, 2], 1, "test", silent, 0)) == [10, 20]
 
 
 def test_an_unknown_backend_is_a_backend_error():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sirst_synth.progress import silent
 from sirst_synth.run.scan import SourceRecord, check_grid, odd_mask_warnings, scan
 from sirst_synth.store import imageio
 from sirst_synth.store.dataset import Dataset
@@ -33,11 +34,11 @@ def make_source(root, train=("a", "b", "c"), test=("d",)):
 
 
 def problems(ds):
-    return [str(p) for p in scan(ds, ("train", "test"), 1, False).problems]
+    return [str(p) for p in scan(ds, ("train", "test"), 1, silent).problems]
 
 
 def test_a_clean_source_has_no_problem_and_records_in_split_order(tmp_path):
-    result = scan(make_source(tmp_path), ("train", "test"), 1, False)
+    result = scan(make_source(tmp_path), ("train", "test"), 1, silent)
     assert result.problems == []
     assert [r.id for r in result.records["train"]] == ["a", "b", "c"]
     assert [r.id for r in result.records["test"]] == ["d"]
@@ -77,7 +78,7 @@ def test_an_id_in_both_train_and_test_is_leakage(tmp_path):
 
 def test_leakage_is_found_when_only_train_is_read(tmp_path):
     ds = make_source(tmp_path, train=("a", "b"), test=("b",))
-    result = scan(ds, ("train",), 1, False)
+    result = scan(ds, ("train",), 1, silent)
     assert [str(p) for p in result.problems] == ["train id 'b': also listed in the test split (test leakage)"]
 
 
@@ -95,21 +96,21 @@ def test_an_id_leaving_the_dataset_is_a_problem(tmp_path):
 
 def test_the_fingerprint_is_the_same_when_nothing_changes(tmp_path):
     ds = make_source(tmp_path)
-    assert scan(ds, ("train", "test"), 1, False).fingerprint() == scan(ds, ("train", "test"), 1, False).fingerprint()
+    assert scan(ds, ("train", "test"), 1, silent).fingerprint() == scan(ds, ("train", "test"), 1, silent).fingerprint()
 
 
 def test_the_fingerprint_changes_when_a_files_bytes_change(tmp_path):
     ds = make_source(tmp_path)
-    before = scan(ds, ("train", "test"), 1, False).fingerprint()
+    before = scan(ds, ("train", "test"), 1, silent).fingerprint()
     image = np.full((32, 32), 61, np.uint8)
     (tmp_path / "images" / "d.png").write_bytes(imageio.encode_png(image))
-    assert scan(ds, ("train", "test"), 1, False).fingerprint() != before
+    assert scan(ds, ("train", "test"), 1, silent).fingerprint() != before
 
 
 def test_a_mask_with_odd_values_gives_a_warning_and_still_counts_its_targets(tmp_path):
     ds = make_source(tmp_path)
     write_pair(tmp_path, "b", mask_value=128)
-    result = scan(ds, ("train", "test"), 1, False)
+    result = scan(ds, ("train", "test"), 1, silent)
     assert result.problems == []
     assert result.records["train"][1].targets == 1
     assert odd_mask_warnings(result) == [
@@ -121,7 +122,7 @@ def test_odd_mask_warnings_show_the_first_few_then_a_count(tmp_path):
     ds = make_source(tmp_path, train=ids, test=("d",))
     for id_ in ids:
         write_pair(tmp_path, id_, mask_value=7)
-    lines = odd_mask_warnings(scan(ds, ("train", "test"), 1, False), shown=5)
+    lines = odd_mask_warnings(scan(ds, ("train", "test"), 1, silent), shown=5)
     assert len(lines) == 6
     assert lines[-1] == "... and 2 more masks with values other than 0 and 255"
 
@@ -156,7 +157,7 @@ def test_scan_with_a_bank_samples_only_train_images(tmp_path):
         image = (60 + rng.integers(0, 5, (32, 32))).astype(np.uint8)
         (tmp_path / "src" / "images" / f"{id_}.png").write_bytes(imageio.encode_png(image))
     writer = NoiseBankWriter(tmp_path / "bank.h5", {})
-    scan(ds, ("train", "test"), 1, False, NoiseParams(grid=4), writer)
+    scan(ds, ("train", "test"), 1, silent, NoiseParams(grid=4), writer)
     writer.close()
     with NoiseBank(tmp_path / "bank.h5") as bank:
         assert sorted(set(bank.source_id)) == ["a", "b", "c"]

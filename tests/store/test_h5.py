@@ -1,6 +1,7 @@
 """``build --format h5`` storage (docs/method.md section 6): one HDF5 file that reads back as the PNG build."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -9,6 +10,7 @@ import pickle
 import shutil
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import h5py
@@ -199,8 +201,15 @@ def test_layout_is_plain_h5py(build: Path, packed: Path) -> None:
 
 def test_packing_is_deterministic_for_any_worker_count(build: Path, packed: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.h5"
-    pack_dataset(build, again, SPLIT, progress=True, n_jobs=1)
+    shown: list[tuple[str, int]] = []
+
+    def progress(label: str, length: int) -> contextlib.AbstractContextManager:
+        shown.append((label, length))
+        return contextlib.nullcontext(SimpleNamespace(update=lambda n: None))
+
+    pack_dataset(build, again, SPLIT, progress=progress, n_jobs=1)
     assert again.read_bytes() == packed.read_bytes()
+    assert shown == [("pack", len(Dataset(build, SPLIT).manifest() or {}))]
 
 
 def test_open_dataset_dispatches_on_the_file(build: Path, packed: Path) -> None:
