@@ -227,10 +227,12 @@ def copy_jobs(ds: Dataset, result: ScanResult) -> list[CopyJob]:
 
 
 def run_copies(jobs: list[CopyJob], place: Place, opts: RunOptions) -> Journal:
-    """Copy every source id through the output's sink (recorded in the ``copies`` journal); return the journal."""
+    """Copy every source id through the output's sink (recorded in the ``copies`` journal); return the journal.
+    A sink that stores the originals from the scan only records their rows: no file to read or write,
+    so this process does it rather than shipping a job per id to the workers."""
     journal = Journal(state_dir(place.out) / "copies.jsonl")
-    for _ in run_recorded(run_job, jobs, [job.key for job in jobs], journal, opts.n_jobs, "copying", opts.progress,
-                          place):
+    n_jobs = 1 if place.sink.stores_originals else opts.n_jobs
+    for _ in run_recorded(run_job, jobs, [job.key for job in jobs], journal, n_jobs, "copying", opts.progress, place):
         pass
     journal.close()
     return journal
