@@ -28,6 +28,7 @@ def test_bad_mask_stops_the_build_with_one_clear_line(sirst, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # a full 5562-image build
 def test_skip_invalid_builds_5562_and_records_the_skipped_id(sirst, tmp_path):
     out = tmp_path / "out"
     run_cli("build", "--src", sirst, "--split", "idx_427", "-o", out, "--skip-invalid", "-j", "2")

@@ -305,6 +305,7 @@ def test_reader_works_after_fork_and_pickle(packed: Path) -> None:
     assert _first_pixels(pickle.loads(pickle.dumps(h5))) == want
 
 
+@pytest.mark.slow  # trains a model
 def test_train_and_eval_read_the_file_as_the_folder(build: Path, packed: Path, tmp_path: Path) -> None:
     import torch
 

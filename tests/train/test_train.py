@@ -300,6 +300,7 @@ def test_half_of_the_device_crops_hold_a_target(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
+@pytest.mark.slow  # trains until it overfits
 def test_overfits_a_handful_of_images(tmp_path: Path) -> None:
     data = blob_dataset(tmp_path / "data", 4, same_train_test=True)
     config = TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=80, log_every=10,
