@@ -38,6 +38,13 @@ def run_cli(*args: str, expect: int = 0):
     return result
 
 
+def demo_build(base: Path, total: int) -> Path:
+    """``demo-data`` (40 images) in ``base/demo``, then a ``--total total`` build of it in ``base/build``."""
+    run_cli("demo-data", base / "demo")
+    run_cli("build", "--src", base / "demo", "-o", base / "build", "--total", str(total), "-j", "1")
+    return base / "build"
+
+
 def run_killed(*args: str, point: str) -> int:
     """Run ``sirst-synth -q ARGS`` as a process that SIGKILLs its own process group (parent and
     workers) once the journal ``point`` names has recorded that many jobs (``units:3``); return its pid."""

@@ -14,17 +14,14 @@ import pytest
 
 from sirst_synth.inspect.verify import verify_dataset
 
-from conftest import run_cli
+from conftest import demo_build, run_cli
 from support import ids, manifest
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A small build of the demo data (150 training + 20 test images), made once for this module."""
-    base = tmp_path_factory.mktemp("verify")
-    run_cli("demo-data", base / "demo")
-    run_cli("build", "--src", base / "demo", "-o", base / "out", "--total", "150", "-j", "1")
-    return base / "out"
+    return demo_build(tmp_path_factory.mktemp("verify"), 150)
 
 
 @pytest.fixture

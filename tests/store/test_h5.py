@@ -29,7 +29,7 @@ from sirst_synth.store.h5.stored import ImageFiles, stored_files
 from sirst_synth.store.manifest import COLUMNS
 from sirst_synth.store.reader import open_dataset
 
-from conftest import run_cli
+from conftest import demo_build, run_cli
 
 SPLIT = "50_50"
 
@@ -37,10 +37,7 @@ SPLIT = "50_50"
 @pytest.fixture(scope="module")
 def build(tmp_path_factory) -> Path:
     """A 200-image build of the demo data (220 images with the test split)."""
-    tmp = tmp_path_factory.mktemp("h5")
-    run_cli("demo-data", tmp / "demo")
-    run_cli("build", "--src", tmp / "demo", "-o", tmp / "build", "--total", "200", "-j", "1")
-    return tmp / "build"
+    return demo_build(tmp_path_factory.mktemp("h5"), 200)
 
 
 @pytest.fixture(scope="module")
