@@ -1,13 +1,14 @@
 """The CPU study: does SIRST-5K help the reference model at equal steps? (docs/experiment.md)
 
-Two regimes, each a ``sirst-synth compare`` of 3 seeds, fp32, one thread per run, ``-j 2``:
+Two regimes and their ablations, each a ``sirst-synth compare`` of 3 seeds, fp32, one thread per run, ``-j 2``:
 
 - *full*: NUDT-SIRST's 663 train images vs the default SIRST-5K built from them (``--seed`` = the
   run's seed, so the seed changes the build too);
 - *low*: 66 train images (a seeded choice, committed in ``results/study-cpu-train66.txt``) vs the
   build from those 66 in the same proportion (``--total`` 554), and three ablations: displacement
   only (``sample-noise`` + ``displace --rounds 7``: 66 + 462 images), negatives only (``negaug``:
-  the 66 and their rotated negatives; no randomness, so one set for all seeds) and ``--fit tile``.
+  the 66 and their rotated negatives; no randomness, so one set for all seeds) and ``--fit tile``;
+- *low-noneg*, *full-noneg*: the grouped arms of each regime again with ``--neg-loss none``.
 
 Every set's test split is NUDT-SIRST's 664 test images; every run is scored on them. Resumable:
 run it again and it continues (builds with ``--resume``, finished runs kept). Writes the two study
@@ -42,6 +43,9 @@ REGIMES = {
     # the low regime's grouped arms again without the group loss (--neg-loss none: every image is its
     # own group, batches are drawn image by image): does the data hurt, or the way groups fill a batch?
     "low-noneg": {"steps": 1000, "curve_every": 100, "extra": ["--neg-loss", "none"]},
+    # the full regime again without the group loss; the real arm has no groups, so its runs must
+    # equal the full regime's (a check that the runs are deterministic)
+    "full-noneg": {"steps": 2000, "curve_every": 200, "extra": ["--neg-loss", "none"]},
 }
 CURVE_IMAGES = 64
 DISPLACE_ROUNDS = 7  # 66 x (1 + 7) = 528 images, the nearest to 554 that displace alone can make
@@ -175,6 +179,7 @@ def main() -> None:
             "low": [f"NUDT-66={low}", f"SIRST-554={data}/low-s{{seed}}", f"displace-only={data}/disp-s{{seed}}",
                     f"negatives-only={data}/neg-66", f"fit-tile={data}/tile-s{{seed}}"],
             "low-noneg": [f"SIRST-554={data}/low-s{{seed}}", f"negatives-only={data}/neg-66"],
+            "full-noneg": [f"NUDT-SIRST={nudt}", f"SIRST-5K={data}/full-s{{seed}}"],
         }
         for regime in args.only or list(REGIMES):
             compare(work, regime, arms[regime], nudt, args.jobs)
