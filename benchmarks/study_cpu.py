@@ -8,7 +8,9 @@ Two regimes and their ablations, each a ``sirst-synth compare`` of 3 seeds, fp32
   build from those 66 in the same proportion (``--total`` 554), and three ablations: displacement
   only (``sample-noise`` + ``displace --rounds 7``: 66 + 462 images), negatives only (``negaug``:
   the 66 and their rotated negatives; no randomness, so one set for all seeds) and ``--fit tile``;
-- *low-noneg*, *full-noneg*: the grouped arms of each regime again with ``--neg-loss none``.
+- *low-noneg*, *full-noneg*: the grouped arms of each regime again with ``--neg-loss none``;
+- *low-b32*, *low-b32-noneg*: the low regime at batch 32: the real arm and SIRST-554 with the
+  group loss, then SIRST-554 and negatives-only without it.
 
 Every set's test split is NUDT-SIRST's 664 test images; every run is scored on them. Resumable:
 run it again and it continues (builds with ``--resume``, finished runs kept). Writes the two study
@@ -46,6 +48,10 @@ REGIMES = {
     # the full regime again without the group loss; the real arm has no groups, so its runs must
     # equal the full regime's (a check that the runs are deterministic)
     "full-noneg": {"steps": 2000, "curve_every": 200, "extra": ["--neg-loss", "none"]},
+    # the low regime at batch 32 (a group is then a sixteenth to an eighth of a batch, not a quarter
+    # to a half), with and without the group loss: does the group loss stop hurting at a larger batch?
+    "low-b32": {"steps": 1000, "curve_every": 100, "extra": ["--batch-size", "32"]},
+    "low-b32-noneg": {"steps": 1000, "curve_every": 100, "extra": ["--batch-size", "32", "--neg-loss", "none"]},
 }
 CURVE_IMAGES = 64
 DISPLACE_ROUNDS = 7  # 66 x (1 + 7) = 528 images, the nearest to 554 that displace alone can make
@@ -180,6 +186,8 @@ def main() -> None:
                     f"negatives-only={data}/neg-66", f"fit-tile={data}/tile-s{{seed}}"],
             "low-noneg": [f"SIRST-554={data}/low-s{{seed}}", f"negatives-only={data}/neg-66"],
             "full-noneg": [f"NUDT-SIRST={nudt}", f"SIRST-5K={data}/full-s{{seed}}"],
+            "low-b32": [f"NUDT-66={low}", f"SIRST-554={data}/low-s{{seed}}"],
+            "low-b32-noneg": [f"SIRST-554={data}/low-s{{seed}}", f"negatives-only={data}/neg-66"],
         }
         for regime in args.only or list(REGIMES):
             compare(work, regime, arms[regime], nudt, args.jobs)
