@@ -53,7 +53,9 @@ class H5FileOutput(Output):
         self._writer: H5Writer | None = None
 
     @property
-    def sink(self) -> ImageSink:  # type: ignore[override]
+    def sink(self) -> ImageSink:
+        """Unit files while the file is written; PNG files (nothing is stored) while only a finished
+        file's record is checked."""
         return UNIT_FILES if self._writer is not None else PNG_FILES
 
     def run(self, stage: FolderStage, ds: Dataset, opts: RunOptions) -> StageResult:

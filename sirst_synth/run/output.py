@@ -38,8 +38,11 @@ class Output(ABC):
 
     #: the output a user named: what messages and the run's result name
     named: Path
-    #: how the stage's jobs store their images
-    sink: ImageSink = PNG_FILES
+
+    @property
+    def sink(self) -> ImageSink:
+        """How the stage's jobs store their images (PNG files here)."""
+        return PNG_FILES
 
     @abstractmethod
     def run(self, stage: FolderStage, ds: Dataset, opts: RunOptions) -> StageResult:
